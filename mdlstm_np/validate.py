@@ -1,0 +1,85 @@
+"""Input checks shared by every public entry point.
+
+Each error names the argument, what was expected and what came in, e.g.
+``x: expected 4 dimensions (batch, *grid(2), channels), got shape (8, 8)``.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+DTYPES = ("float32", "float64")
+
+
+def check_dtype_name(dtype, name="dtype") -> str:
+    """``dtype`` as "float32" or "float64"; anything else is a TypeError."""
+    s = str(getattr(dtype, "name", dtype))
+    if s not in DTYPES:
+        raise TypeError(f"{name}: expected float32 or float64, got {dtype!r}")
+    return s
+
+
+def check_positive_int(value, name, minimum=1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_grid_input(be, x, *, name="x", ndim, channels, dtype):
+    """Check that ``x`` is a backend float array of shape (batch, *grid(ndim), channels).
+
+    Returns ``x`` unchanged. Raises TypeError for a non-array or a wrong/non-float dtype and
+    ValueError for a wrong shape or non-finite values.
+    """
+    if not be.is_array(x):
+        raise TypeError(f"{name}: expected a {be.name} array, got {type(x).__name__}")
+    got = be.dtype_name(x)
+    if got not in DTYPES:
+        raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {got}")
+    if got != dtype:
+        raise TypeError(f"{name}: expected dtype {dtype} (the layer's dtype; no silent casts), "
+                        f"got {got}")
+    shape = tuple(x.shape)
+    if len(shape) != ndim + 2:
+        raise ValueError(f"{name}: expected {ndim + 2} dimensions (batch, *grid({ndim}), "
+                         f"channels), got shape {shape}")
+    if shape[-1] != channels:
+        raise ValueError(f"{name}: expected {channels} channel(s) in the last axis, got shape "
+                         f"{shape}")
+    if any(s < 1 for s in shape):
+        raise ValueError(f"{name}: expected every axis to have length >= 1, got shape {shape}")
+    if not be.all_finite(x):
+        raise ValueError(f"{name}: expected finite values, got NaN or inf")
+    return x
+
+
+def check_state(be, s, *, name, batch, hidden, dtype):
+    """Check an initial state array of shape (batch, hidden)."""
+    if s is None:
+        return None
+    if not be.is_array(s):
+        raise TypeError(f"{name}: expected a {be.name} array, got {type(s).__name__}")
+    if tuple(s.shape) != (batch, hidden):
+        raise ValueError(f"{name}: expected shape {(batch, hidden)}, got {tuple(s.shape)}")
+    if be.dtype_name(s) != dtype:
+        raise TypeError(f"{name}: expected dtype {dtype}, got {be.dtype_name(s)}")
+    return s
+
+
+def check_params(be, params, expected_shapes: dict, dtype, name="params"):
+    """Check a parameter dict: same keys, shapes and dtype as ``init_params`` makes."""
+    if not isinstance(params, dict):
+        raise TypeError(f"{name}: expected a dict of arrays, got {type(params).__name__}")
+    missing = sorted(set(expected_shapes) - set(params))
+    extra = sorted(set(params) - set(expected_shapes))
+    if missing or extra:
+        raise ValueError(f"{name}: expected keys {sorted(expected_shapes)}, missing {missing}, "
+                         f"unexpected {extra}")
+    for key, shape in expected_shapes.items():
+        p = params[key]
+        if tuple(p.shape) != tuple(shape):
+            raise ValueError(f"{name}[{key!r}]: expected shape {tuple(shape)}, got "
+                             f"{tuple(p.shape)}")
+        if be.dtype_name(p) != dtype:
+            raise TypeError(f"{name}[{key!r}]: expected dtype {dtype}, got {be.dtype_name(p)}")
+    return params
