@@ -10,7 +10,7 @@ Backends
 --------
 ``numpy``  the readable reference (this module).
 ``numba``  the numpy backend plus a jitted hot loop for the Graves MD-LSTM sweep
-           (``mdlstm_np/kernels_numba.py``); everything else falls back to the reference.
+           (``mdlstm_np/backend_numba.py``); everything else falls back to the reference.
 ``cupy``   arrays on a CUDA GPU (``mdlstm_np/backend_cupy.py``).
 ``auto``   cupy if a GPU is really usable, else numba if installed, else numpy.
 
@@ -87,19 +87,15 @@ class Backend:
     def synchronize(self):
         """Wait for queued device work (no-op on the CPU)."""
 
-    def hot_loop(self, direction: str, cell):
+    def hot_loop(self, direction: str, cell, masked: bool = False):
         """A faster sweep for ``cell`` ("forward" or "backward"), or None: use the reference.
+
+        ``masked``: the call carries a variable-size mask (a hot loop may not support it).
 
         Faster backends override this for the cells they cover and fall back to the
         reference sweep in ``mdlstm.py`` for the rest.
         """
         return None
-
-
-class NumbaBackend(Backend):
-    """The numpy backend whose Graves MD-LSTM sweep runs in a numba-jitted kernel."""
-
-    name = "numba"
 
 
 def numba_available() -> bool:
@@ -131,6 +127,8 @@ def get_backend(name="auto", *, verbose: bool = False) -> Backend:
     if name == "numba":
         if not numba_available():
             raise ValueError("backend: 'numba' needs the numba package (pip install numba)")
+        from .backend_numba import NumbaBackend
+
         return NumbaBackend()
     if name == "cupy":
         from .backend_cupy import CupyBackend
@@ -148,6 +146,8 @@ def get_backend(name="auto", *, verbose: bool = False) -> Backend:
     except ImportError:
         pass
     if numba_available():
+        from .backend_numba import NumbaBackend
+
         if verbose:
             print("backend: auto picked numba (no usable GPU)")
         return NumbaBackend()

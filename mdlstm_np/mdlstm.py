@@ -41,7 +41,7 @@ from typing import Any, List, NamedTuple, Optional
 import numpy as np
 
 from .backend import get_backend
-from .cells import get_cell
+from .cells import make_cell
 from .grid import WavefrontPlan, wavefront_plan
 from .validate import (check_dtype_name, check_grid_input, check_params, check_positive_int,
                        check_state)
@@ -90,11 +90,15 @@ class MDLSTMCache(NamedTuple):
     hot: bool           # True when a backend's hot loop ran the sweep
     batch: int
     has_state: bool
+    mask: Any           # (N, B, 1) 1 inside each sample's box, 0 outside; None: no masking
 
 
 # --------------------------------------------------------------------------- reference sweep
-def sweep_forward(be, cell, lay, dp: DevicePlan, zx, p, h, c) -> SweepCache:
-    """Steps 1b-4 over all wavefronts. zx (N, B, G); h, c (N+1, B, H) filled in place."""
+def sweep_forward(be, cell, lay, dp: DevicePlan, zx, p, h, c, mask=None) -> SweepCache:
+    """Steps 1b-4 over all wavefronts. zx (N, B, G); h, c (N+1, B, H) filled in place.
+
+    mask (N, B, 1) or None: 5. h, c = m ⊙ h, m ⊙ c (cells outside a sample stay zero).
+    """
     xp = be.xp
     U = p["U"]
     n, B, G = dp.host.ndim, zx.shape[1], zx.shape[2]
@@ -106,6 +110,8 @@ def sweep_forward(be, cell, lay, dp: DevicePlan, zx, p, h, c) -> SweepCache:
         hp = xp.concat(h_prev, axis=-1) if n > 1 else h_prev[0]  # (k, B, nH)
         z = zx[a:b, ...] + xp.reshape(xp.reshape(hp, (k * B, -1)) @ U, (k, B, G))  # 1b.
         h_s, c_s, step = cell.forward(be, lay, z, c_prev, p)  # 2-4.
+        if mask is not None:  # 5. masked cells keep zero state
+            h_s, c_s = h_s * mask[a:b, ...], c_s * mask[a:b, ...]
         h[a:b, ...] = h_s
         c[a:b, ...] = c_s
         steps.append(step)
@@ -113,7 +119,7 @@ def sweep_forward(be, cell, lay, dp: DevicePlan, zx, p, h, c) -> SweepCache:
 
 
 def sweep_backward(be, cell, lay, dp: DevicePlan, dout_w, sc: SweepCache, p, grads,
-                   want_state: bool):
+                   want_state: bool, mask=None):
     """Mirror of ``sweep_forward``: dout_w (N, B, H) -> dZ (N, B, G) (+ dh0, dc0 (B, H))."""
     xp = be.xp
     U = p["U"]
@@ -135,6 +141,8 @@ def sweep_backward(be, cell, lay, dp: DevicePlan, dout_w, sc: SweepCache, p, gra
             for d in range(n):
                 dh = dh + be.take(nxt_dh[d], dp.succ[s][d])
                 dc = dc + be.take(nxt_dc[d], dp.succ[s][d])
+        if mask is not None:  # 5b. h = m ⊙ h_cell  =>  dh_cell = m ⊙ dh (same for c)
+            dh, dc = dh * mask[a:b, ...], dc * mask[a:b, ...]
         dz, dc_prev = cell.backward(be, lay, dh, dc, sc.steps[s], p, grads)  # 4b-2b.
         dZ[a:b, ...] = dz
         dhp = xp.reshape(xp.reshape(dz, (k * B, G)) @ U.T, (k, B, n * H))  # 1b-b.
@@ -147,6 +155,21 @@ def sweep_backward(be, cell, lay, dp: DevicePlan, dout_w, sc: SweepCache, p, gra
                 dh0 = dh0 + xp.sum(dhp[..., d * H:(d + 1) * H] * m, axis=0)
                 dc0 = dc0 + xp.sum(dc_prev[d] * m, axis=0)
     return dZ, dh0, dc0
+
+
+def sizes_mask(be, dp: DevicePlan, sizes, B, dtype: str):
+    """Per-sample sizes (B, n) -> mask (N, B, 1) in wavefront order: 1 inside the sample's box."""
+    sizes = np.asarray(be.to_numpy(sizes) if be.is_array(sizes) else sizes)
+    shape, n = dp.host.shape, dp.host.ndim
+    if sizes.shape != (B, n) or not np.issubdtype(sizes.dtype, np.integer):
+        raise ValueError(f"sizes: expected an integer array of shape {(B, n)}, got "
+                         f"{sizes.dtype} {sizes.shape}")
+    if (sizes < 1).any() or (sizes > np.array(shape)).any():
+        raise ValueError(f"sizes: expected 1 <= sizes[:, d] <= {shape}[d], got "
+                         f"{sizes.min(axis=0).tolist()}..{sizes.max(axis=0).tolist()}")
+    coords = np.stack(np.unravel_index(dp.host.order, shape), axis=1)  # (N, n) wavefront order
+    inside = (coords[:, None, :] < sizes[None, :, :]).all(axis=-1)  # (N, B)
+    return be.asarray(inside.astype(dtype)[:, :, None], dtype=dtype)
 
 
 def _boundary_mask(be, dp: DevicePlan, s, d, dtype: str):
@@ -164,7 +187,9 @@ class MDLSTM:
     in_channels : C, channels of the input's last axis.
     hidden : H, width of the hidden and cell state.
     ndim : n ≥ 1, number of grid axes (1: an ordinary LSTM over sequences).
-    cell : cell variant name (``"graves"``) or cell object.
+    cell : cell variant, ``"graves"`` (default), ``"stable"``, ``"leakylp"``, or a cell object.
+    peepholes : Graves' peephole connections (graves cell only).
+    ln : layer-normalised cell: False, True (NaN-free formulation) or "seed" (the seed's).
     forget_bias : initial value of the forget-gate biases (TensorFlow's LSTMCell adds a
         constant 1.0 to z_f; starting b_f at 1.0 gives identical training).
     backend : ``"numpy"``, ``"numba"``, ``"cupy"``, ``"auto"`` or a Backend.
@@ -176,21 +201,23 @@ class MDLSTM:
     LSTMCell treats its stacked [x, h] kernel), b = 0 except b_f = forget_bias.
     """
 
-    def __init__(self, in_channels, hidden, ndim=2, *, cell="graves", forget_bias=0.0,
-                 backend="numpy", dtype="float64"):
+    def __init__(self, in_channels, hidden, ndim=2, *, cell="graves", peepholes=False,
+                 ln=False, forget_bias=0.0, backend="numpy", dtype="float64"):
         self.in_channels = check_positive_int(in_channels, "in_channels")
         self.hidden = check_positive_int(hidden, "hidden")
         self.ndim = check_positive_int(ndim, "ndim")
         self.dtype = check_dtype_name(dtype)
         self.forget_bias = float(forget_bias)
         self.be = get_backend(backend)
-        self.cell = get_cell(cell)
+        self.cell = make_cell(cell, peepholes=peepholes, ln=ln)
         self.layout = self.cell.layout(self.ndim, self.hidden)
 
     # ------------------------------------------------------------------ parameters
     def param_shapes(self) -> dict:
         C, H, n, G = self.in_channels, self.hidden, self.ndim, self.layout.size
-        shapes = {"W": (C, G), "U": (n * H, G), "b": (G,)}
+        shapes = {"W": (C, G), "U": (n * H, G)}
+        if getattr(self.cell, "uses_bias", True):
+            shapes["b"] = (G,)
         shapes.update(self.cell.param_shapes(n, H))
         return shapes
 
@@ -199,20 +226,24 @@ class MDLSTM:
         C, H, n, G = self.in_channels, self.hidden, self.ndim, self.layout.size
         limit = np.sqrt(6.0 / (C + n * H + G))
         host = {"W": rng.uniform(-limit, limit, (C, G)),
-                "U": rng.uniform(-limit, limit, (n * H, G)),
-                "b": np.zeros(G)}
-        if "f" in dict(self.layout.blocks):
-            host["b"][self.layout.slice("f")] = self.forget_bias
+                "U": rng.uniform(-limit, limit, (n * H, G))}
+        if "b" in self.param_shapes():
+            host["b"] = np.zeros(G)
+            if "f" in dict(self.layout.blocks):
+                host["b"][self.layout.slice("f")] = self.forget_bias
         for key, shape in self.cell.param_shapes(n, H).items():
             host[key] = self.cell.init_value(key, shape)
         return {k: self.be.asarray(v, dtype=self.dtype) for k, v in host.items()}
 
     # ------------------------------------------------------------------ forward
-    def forward(self, params, x, *, h0=None, c0=None):
+    def forward(self, params, x, *, h0=None, c0=None, sizes=None):
         """x (B, S_1..S_n, C) -> out (B, S_1..S_n, H), cache.
 
         h0, c0 (B, H), optional: the state every predecessor outside the grid contributes
         (zeros when omitted). For n = 1 this is the usual LSTM initial state.
+        sizes (B, n) ints, optional: sample b occupies the box [0, sizes[b, d]) of the padded
+        grid. Cells outside it are masked: zero state, zero output, zero gradient, so each
+        sample's result equals running it alone.
         """
         be, xp = self.be, self.be.xp
         check_grid_input(be, x, ndim=self.ndim, channels=self.in_channels, dtype=self.dtype)
@@ -223,24 +254,27 @@ class MDLSTM:
         check_state(be, c0, name="c0", batch=B, hidden=H, dtype=self.dtype)
         dp = device_plan(be, S)
         N = dp.host.ncells
+        mask = None if sizes is None else sizes_mask(be, dp, sizes, B, self.dtype)  # (N, B, 1)
         # 0. cells in wavefront order, batch inside: (B, N, C) -> (N, B, C)
         x_w = be.take(xp.permute_dims(xp.reshape(x, (B, N, C)), (1, 0, 2)), dp.order)
         # 1a. input projection of every cell at once
-        zx = xp.reshape(xp.reshape(x_w, (N * B, C)) @ params["W"], (N, B, G)) + params["b"]
+        zx = xp.reshape(xp.reshape(x_w, (N * B, C)) @ params["W"], (N, B, G))
+        if "b" in params:
+            zx = zx + params["b"]
         h = xp.zeros((N + 1, B, H), dtype=x.dtype)  # row N: the boundary state
         c = xp.zeros((N + 1, B, H), dtype=x.dtype)
         if h0 is not None:
             h[N, ...] = h0
         if c0 is not None:
             c[N, ...] = c0
-        hot = be.hot_loop("forward", self.cell)  # a backend's fast sweep, or None
+        hot = be.hot_loop("forward", self.cell, mask is not None)  # a fast sweep, or None
         if hot is not None:
-            sweep = hot(self.cell, self.layout, dp, zx, params, h, c)
+            sweep = hot(self.cell, self.layout, dp, zx, params, h, c, mask)
         else:
-            sweep = sweep_forward(be, self.cell, self.layout, dp, zx, params, h, c)
+            sweep = sweep_forward(be, self.cell, self.layout, dp, zx, params, h, c, mask)
         out = self._to_grid(sweep.h[:N, ...], dp, B, S)
         cache = MDLSTMCache(dp, x_w, params, sweep, hot is not None, B,
-                            h0 is not None or c0 is not None)
+                            h0 is not None or c0 is not None, mask)
         return out, cache
 
     # ------------------------------------------------------------------ backward
@@ -260,15 +294,17 @@ class MDLSTM:
         grads = {k: xp.zeros(v.shape, dtype=v.dtype) for k, v in p.items()
                  if k not in ("W", "U", "b")}  # the cell's own parameters, accumulated
         if cache.hot:
-            dZ, dh0, dc0 = be.hot_loop("backward", self.cell)(
-                self.cell, self.layout, dp, dout_w, cache.sweep, p, grads, cache.has_state)
+            dZ, dh0, dc0 = be.hot_loop("backward", self.cell, cache.mask is not None)(
+                self.cell, self.layout, dp, dout_w, cache.sweep, p, grads, cache.has_state,
+                cache.mask)
         else:
             dZ, dh0, dc0 = sweep_backward(be, self.cell, self.layout, dp, dout_w, cache.sweep,
-                                          p, grads, cache.has_state)
+                                          p, grads, cache.has_state, cache.mask)
         # 1a-b. whole-grid weight gradients
         dZ2 = xp.reshape(dZ, (N * B, G))
         grads["W"] = xp.reshape(cache.x_w, (N * B, C)).T @ dZ2
-        grads["b"] = xp.sum(dZ2, axis=0)
+        if "b" in p:
+            grads["b"] = xp.sum(dZ2, axis=0)
         h_prev = [be.take(cache.sweep.h, dp.pred_all[d]) for d in range(n)]  # (N, B, H) each
         hp = xp.concat(h_prev, axis=-1) if n > 1 else h_prev[0]
         grads["U"] = xp.reshape(hp, (N * B, n * H)).T @ dZ2
