@@ -70,8 +70,3 @@ def make_cell(cell="graves", *, peepholes=False, ln=False):
     if key == "graves":
         return GravesCell()
     return _load(key)
-
-
-def get_cell(name):
-    """Backwards-compatible alias of ``make_cell(name)``."""
-    return make_cell(name)
