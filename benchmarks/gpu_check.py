@@ -1,0 +1,193 @@
+"""The cupy-vs-CPU table of the GPU check (``benchmarks/gpu_check.sh`` runs it).
+
+    python -m benchmarks.gpu_check --from-bench DIR   # table from benchmarks.bench's output
+    python -m benchmarks.gpu_check --time DIR          # own timing of a full training step
+
+``--from-bench`` reads the CSV/JSON rows that ``python -m benchmarks.bench`` wrote to DIR and
+pivots them: one row per (configuration, measurement), the cupy and CPU medians, and their ratio.
+It only assumes rows that name a backend, a configuration and a median; columns it does not
+recognise are ignored.
+
+``--time`` is the self-contained fallback (used when the benchmark suite is missing or fails):
+a full training step of MD_LSTM (forward, head, MSE, backward, Adam) at S, M, L and XL, float32,
+on cupy (timed with CUDA events around each step, after warm-up) and on the CPU backend (numba,
+else numpy; ``time.perf_counter``). Configurations as in the benchmark suite:
+
+    S  8×8 batch 16 hidden 16     M  32×32 batch 16 hidden 16
+    L  128×128 batch 8 hidden 32  XL 256×256 batch 32 hidden 64   (1 input channel)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+CONFIGS = {"S": (8, 16, 16), "M": (32, 16, 16), "L": (128, 8, 32), "XL": (256, 32, 64)}
+REPS = {"S": 20, "M": 10, "L": 5, "XL": 3}
+
+
+# --------------------------------------------------------------------------- from the suite
+def _rows(folder: Path):
+    rows = []
+    for path in sorted(folder.rglob("*")):
+        try:
+            if path.suffix == ".json":
+                data = json.loads(path.read_text())
+                if isinstance(data, dict):
+                    data = next((v for v in data.values() if isinstance(v, list)), [data])
+                rows += [r for r in data if isinstance(r, dict)]
+            elif path.suffix == ".csv":
+                with path.open() as f:
+                    rows += list(csv.DictReader(f))
+        except (ValueError, OSError) as e:
+            print(f"gpu_check: skipping {path}: {e}", file=sys.stderr)
+    return rows
+
+
+def _key(row, *candidates):
+    for c in candidates:
+        for k in row:
+            if k.lower() == c:
+                return k
+    return None
+
+
+def table_from_bench(folder: Path) -> str:
+    rows = _rows(folder)
+    if not rows:
+        raise ValueError(f"--from-bench: no CSV/JSON rows under {folder}")
+    r0 = rows[0]
+    kb = _key(r0, "backend")
+    kc = _key(r0, "config", "configuration", "name", "case")
+    km = _key(r0, "measure", "measurement", "mode", "phase", "what", "kind", "op")
+    kt = next((k for k in r0 if "median" in k.lower()), None)
+    if not (kb and kc and kt):
+        raise ValueError(f"--from-bench: expected backend/config/median columns, got {list(r0)}")
+    med = {}
+    for r in rows:
+        try:
+            med[(str(r[kc]), str(r[km]) if km else "", str(r[kb]).lower())] = float(r[kt])
+        except (TypeError, ValueError, KeyError):
+            continue
+    cases = sorted({(c, m) for c, m, _ in med}, key=lambda cm: (list(CONFIGS).index(cm[0])
+                                                                 if cm[0] in CONFIGS else 99, cm))
+    cpu = "numba" if any(b == "numba" for *_, b in med) else "numpy"
+    lines = [f"{'config':<8} {'measurement':<22} {'cupy':>12} {cpu:>12} {'cpu/cupy':>9}",
+             f"{'':<8} {'':<22} {'(' + kt + ')':>12}"]
+    for c, m in cases:
+        g, h = med.get((c, m, "cupy")), med.get((c, m, cpu))
+        ratio = f"{h / g:9.1f}" if g and h else f"{'-':>9}"
+        lines.append(f"{c:<8} {m:<22} {_fmt(g):>12} {_fmt(h):>12} {ratio}")
+    return "\n".join(lines)
+
+
+def _fmt(v):
+    return "-" if v is None else f"{v:.4g}"
+
+
+# --------------------------------------------------------------------------- own timing
+def _step_fn(backend, side, batch, hidden):
+    from mdlstm_np.losses import mse
+    from mdlstm_np.models import build_model
+    from mdlstm_np.optim import Adam
+
+    model = build_model("MD_LSTM", hidden=hidden, backend=backend, dtype="float32")
+    be = model.be
+    rng = np.random.default_rng(0)
+    params = model.init_params(rng)
+    x = be.asarray(rng.random((batch, side, side, 1)), dtype="float32")
+    t = be.asarray((rng.random((batch, side, side, 1)) > 0.5).astype(np.float32), "float32")
+    state = {"opt": None, "note": ""}
+    try:
+        state["opt"] = Adam(params)
+    except Exception as e:  # reported in the table, the step is then timed without Adam
+        state["note"] = f"no Adam ({type(e).__name__})"
+
+    def step():
+        y, cache = model.forward(params, x)
+        loss, dy = mse(be, y, t)
+        _, grads = model.backward(dy, cache)
+        if state["opt"] is not None:
+            state["opt"].step(params, grads)
+        return loss
+
+    return be, step, state
+
+
+def time_backend(backend, name, reps):
+    side, batch, hidden = CONFIGS[name]
+    be, step, state = _step_fn(backend, side, batch, hidden)
+    t0 = time.perf_counter()
+    step()
+    be.synchronize()
+    first = time.perf_counter() - t0  # includes JIT/kernel compilation
+    times = []
+    if be.name == "cupy":
+        import cupy
+
+        start, stop = cupy.cuda.Event(), cupy.cuda.Event()
+        for _ in range(reps):
+            start.record()
+            step()
+            stop.record()
+            stop.synchronize()
+            times.append(cupy.cuda.get_elapsed_time(start, stop) / 1e3)
+    else:
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
+    return {"config": name, "backend": be.name, "measure": "train_step",
+            "median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
+            "first_call_s": first, "reps": reps, "note": state["note"]}
+
+
+def own_timing(out: Path, configs):
+    from mdlstm_np.backend import get_backend, numba_available
+
+    cpu = "numba" if numba_available() else "numpy"
+    rows = []
+    for name in configs:
+        for backend in ("cupy", cpu):
+            reps = REPS[name] if backend == "cupy" else max(2, REPS[name] // 2)
+            r = time_backend(get_backend(backend), name, reps)
+            print(f"  {name:<3} {backend:<6} median {r['median_s'] * 1e3:10.2f} ms "
+                  f"(first call {r['first_call_s']:.2f} s) {r['note']}", flush=True)
+            rows.append(r)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_step.json").write_text(json.dumps(rows, indent=1))
+    return table_from_bench(out)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.gpu_check", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--from-bench", type=Path, help="folder written by benchmarks.bench --out")
+    g.add_argument("--time", type=Path, help="time a training step; write DIR/train_step.json")
+    p.add_argument("--configs", default="S,M,L,XL", help="with --time (default: S,M,L,XL)")
+    a = p.parse_args(argv)
+    try:
+        if a.from_bench:
+            print(table_from_bench(a.from_bench))
+        else:
+            configs = [c.strip().upper() for c in a.configs.split(",")]
+            bad = [c for c in configs if c not in CONFIGS]
+            if bad:
+                raise ValueError(f"--configs: expected names from {list(CONFIGS)}, got {bad}")
+            print(own_timing(a.time, configs))
+    except ValueError as e:
+        print(f"gpu_check: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
