@@ -1,0 +1,146 @@
+"""The instability of Graves' cell in 2-D, and the bounded state of the stable and LeakyLP cells.
+
+Saturated gates. With W = U = 0 and every bias 50, each sigmoid gate and the cell input are
+exactly 1.0 in floating point (σ(50) and tanh(50) round to 1). Graves' cell then computes
+
+    c(y, x) = 1 + c(y−1, x) + c(y, x−1),     c = 0 outside the grid,
+
+so a(y, x) = c(y, x) + 1 obeys Pascal's rule a(y, x) = a(y−1, x) + a(y, x−1) with a = 1 on the
+boundary, hence c(y, x) = C(y+x+2, y+1) − 1 (MATH.md): c(7, 7) = 12,869, and c(255, 255) =
+C(512, 256) − 1 ≈ 4.7e152 on a 256×256 grid, past float32's 3.4e38 from wavefront ~130 on.
+
+The stable cell mixes its predecessors convexly, so the same gates give
+c(y, x) = 1 + (c(y−1, x) + c(y, x−1)) / 2: at most s + 1 on wavefront s = y + x (linear; the
+first row is 2 − 2⁻ˣ). With forget gates ≤ f < 1 it is ≤ 1/(1 − f). LeakyLP stays in [−1, 1].
+
+All runs are batch 1, hidden 1-2, numpy backend: a 256×256 sweep is 511 wavefronts, ~0.2 s.
+"""
+
+from math import comb
+
+import numpy as np
+import pytest
+
+from mdlstm_np.mdlstm import MDLSTM
+
+SAT = 50.0  # σ(50) == tanh(50) == 1.0 in float64 and float32
+
+
+def constant_gates(cell, size, *, dtype="float64", f_bias=SAT, hidden=1):
+    """W = U = 0, all biases SAT except the forget gate's f_bias; zero input; size×size grid.
+
+    Returns (c (size, size, hidden) in raster order, layer, params, out, cache).
+    """
+    layer = MDLSTM(1, hidden, 2, cell=cell, dtype=dtype)
+    p = {k: np.zeros_like(v) for k, v in layer.init_params(np.random.default_rng(0)).items()}
+    p["b"][:] = SAT
+    p["b"][layer.layout.slice("f")] = f_bias
+    x = np.zeros((1, size, size, 1), dtype=dtype)
+    out, cache = layer.forward(p, x)
+    return grid_state(cache, size, hidden), layer, p, out, cache
+
+
+def grid_state(cache, size, hidden):
+    host = cache.plan.host
+    c_w = np.asarray(cache.sweep.c)[:host.ncells][host.inverse]  # (N, 1, H), raster order
+    return c_w.reshape(size, size, hidden)
+
+
+def index_sum(size):
+    y, x = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+    return y + x
+
+
+# ------------------------------------------------------------------ Graves: binomial growth
+def test_graves_state_is_binomial_exactly():
+    """Every value below 2⁵³ is an exact integer, so the identity holds bit for bit."""
+    size = 24  # largest value C(48, 24) − 1 ≈ 3.2e13 < 2⁵³
+    c = constant_gates("graves", size)[0][..., 0]
+    exact = np.array([[comb(y + x + 2, y + 1) - 1 for x in range(size)] for y in range(size)],
+                     dtype=np.float64)
+    assert c[7, 7] == 12869.0
+    assert np.array_equal(c, exact)
+
+
+def test_graves_state_grows_combinatorially_on_256x256():
+    c = constant_gates("graves", 256)[0][..., 0]
+    for y in (7, 31, 127, 255):
+        exact = comb(2 * y + 2, y + 1) - 1
+        assert abs(c[y, y] / exact - 1.0) < 1e-13, (y, c[y, y], exact)
+    assert c[31, 31] > 1.8e18 and c[255, 255] > 4.7e152
+    rows = [(y, x) for y in range(0, 256, 17) for x in range(0, 256, 13)]
+    rel = max(abs(c[y, x] / (comb(y + x + 2, y + 1) - 1) - 1.0) for y, x in rows)
+    assert rel < 1e-13
+
+
+def test_graves_float32_overflows_to_inf_and_gradients_to_nan():
+    """In float32 the state passes 3.4e38 on wavefront ~130; the backward then makes NaN."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        c, layer, p, out, cache = constant_gates("graves", 256, dtype="float32")
+        _, grads = layer.backward(np.ones_like(out), cache)
+    c = c[..., 0]
+    s_bad = index_sum(256)[~np.isfinite(c)]
+    assert s_bad.size > 0
+    big = float(np.finfo(np.float32).max)
+    first = min(s for s in range(511) if comb(s + 2, (s + 2) // 2) - 1 > big)  # the first
+    assert abs(int(s_bad.min()) - first) <= 1  # wavefront whose exact maximum overflows
+    assert np.isfinite(c[index_sum(256) < first - 1]).all()
+    assert np.isfinite(out).all()  # h = o ⊙ tanh(inf) = 1 hides it in the forward pass ...
+    assert not all(np.isfinite(g).all() for g in grads.values())  # ... not in the backward
+
+
+# ------------------------------------------------------------------ the stable cells
+def test_stable_cell_grows_at_most_linearly_with_saturated_gates():
+    c = constant_gates("stable", 256)[0][..., 0]
+    s = index_sum(256)
+    assert (c > 0).all() and (c <= s + 1).all()
+    np.testing.assert_allclose(c[0, :40], 2.0 - 0.5 ** np.arange(40), rtol=1e-15)
+    assert 400 < c.max() < 511  # ≈ 494: the expected exit time of a random walk, not 10¹⁵²
+
+
+def test_leakylp_state_stays_in_unit_interval_with_saturated_gates():
+    for f_bias in (0.0, 3.0, SAT):  # f = 1/2, 0.95, 1
+        c = constant_gates("leakylp", 256, f_bias=f_bias)[0]
+        assert np.abs(c).max() <= 1.0
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_forget_bias_one_blows_up_graves_but_not_the_stable_cells(dtype):
+    """TensorFlow's forget bias 1.0 (f = 0.731) with saturated i, g: 2f > 1 paths per step."""
+    f = 1.0 / (1.0 + np.exp(-1.0))
+    with np.errstate(over="ignore"):
+        graves = constant_gates("graves", 256, dtype=dtype, f_bias=1.0)[0]
+    stable = constant_gates("stable", 256, dtype=dtype, f_bias=1.0)[0]
+    leaky = constant_gates("leakylp", 256, dtype=dtype, f_bias=1.0)[0]
+    if dtype == "float64":
+        assert graves[255, 255, 0] > 1e83  # ≈ (2f)^510 / √s
+    else:
+        assert not np.isfinite(graves).all()
+    eps = float(np.finfo(dtype).eps)
+    assert stable.max() <= (1.0 / (1.0 - f)) * (1 + 8 * eps)  # 1 + e ≈ 3.718
+    assert stable[255, 255, 0] > 3.7
+    assert np.abs(leaky).max() <= 1.0
+
+
+@pytest.mark.parametrize("scale", [0.5, 3.0])
+@pytest.mark.parametrize("cell", ["stable", "leakylp"])
+def test_random_weights_on_256x256_stay_bounded(cell, scale):
+    """Random weights, large random input: LeakyLP |c| ≤ 1; stable ≤ min(s + 1, 1/(1 − max f)).
+
+    (With scale 3 some forget gates saturate at exactly 1.0, and only s + 1 is left.)
+    """
+    rng = np.random.default_rng(11)
+    layer = MDLSTM(2, 2, 2, cell=cell)
+    p = {k: scale * rng.standard_normal(v.shape) for k, v in layer.init_params(rng).items()}
+    out, cache = layer.forward(p, 5.0 * rng.standard_normal((1, 256, 256, 2)))
+    c = grid_state(cache, 256, 2)
+    if cell == "leakylp":
+        assert np.abs(c).max() <= 1.0 + 4 * np.finfo(np.float64).eps
+    else:
+        f_max = max(float(st.sig[..., layer.layout.slice("f")].max())
+                    for st in cache.sweep.steps)
+        cap = 1.0 / (1.0 - f_max) if f_max < 1.0 else np.inf
+        bound = np.minimum(index_sum(256) + 1, cap)
+        assert (np.abs(c[..., 0]) <= bound * (1 + 1e-12)).all()
+        assert (np.abs(c[..., 1]) <= bound * (1 + 1e-12)).all()
+    assert np.isfinite(out).all()
