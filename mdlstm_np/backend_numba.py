@@ -1,12 +1,122 @@
-"""The numba backend: the numpy reference plus a jitted hot loop (work in progress, issue 3).
+"""The numba backend: the numpy reference plus a jitted hot loop for Graves' MD-LSTM sweep.
 
-Until the kernels land, it is the numpy reference under another name.
+Everything is the numpy backend except ``hot_loop``: for the plain Graves cell (the MD-LSTM
+and the SD baselines, which are the same engine with n = 1) the sweep over wavefronts runs
+in one jitted function (``kernels_numba.py``), forward and backward, with or without a sizes
+mask. Other cells (peepholes, layer norm, stable, leakylp) get ``None``: the reference sweep.
+
+What the hot loop stores for the backward pass (``NumbaSweep``), per cell and sample:
+h, c (the layer's own (N+1, B, H) stores), the gate activations act (G = (n+3)·H) and
+tanh(c) (H): (n + 6)·H numbers, like the reference's step caches, in three flat arrays.
 """
 
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
 from .backend import Backend
+from .cells.graves import GravesCell
+
+
+class NumbaSweep(NamedTuple):
+    """The hot loop's forward cache (``MDLSTMCache.sweep``)."""
+
+    h: Any        # (N+1, B, H) hidden states, wavefront order, row N = boundary state
+    c: Any        # (N+1, B, H) cell states
+    act: Any      # (N, B, G) [σ(z_i) | σ(z_f1..fn) | σ(z_o) | tanh(z_g)]
+    tanh_c: Any   # (N, B, H)
+    mask: Any     # (N, B) the mask the kernel used (ones without sizes)
+
+
+class KernelPlan(NamedTuple):
+    """A wavefront plan as the kernels want it: global positions, host int64 (per shape)."""
+
+    bounds: np.ndarray     # (S, 2) [start, stop) of each wavefront
+    pred_all: np.ndarray   # (n, N) position of p⁻_d, N when outside the grid
+    succ_all: np.ndarray   # (n, N) position of p⁺_d, N when outside the grid
+
+
+def kernel_plan(host) -> KernelPlan:
+    """grid.WavefrontPlan -> KernelPlan (succ turned from wavefront-local to global)."""
+    N, n = host.ncells, host.ndim
+    bounds = np.asarray(host.bounds, dtype=np.int64).reshape(-1, 2)
+    succ_all = np.full((n, N), N, dtype=np.int64)
+    for s in range(len(host.bounds) - 1):
+        a, b = host.bounds[s]
+        a1, b1 = host.bounds[s + 1]
+        local = host.succ[s]  # (n, k_s), k_{s+1} = "no successor"
+        succ_all[:, a:b] = np.where(local < b1 - a1, local + a1, N)
+    return KernelPlan(bounds, np.ascontiguousarray(host.pred_all, dtype=np.int64), succ_all)
+
+
+def _threads() -> int:
+    import numba
+
+    return int(numba.get_num_threads())
 
 
 class NumbaBackend(Backend):
     """The numpy backend whose Graves MD-LSTM sweep runs in a numba-jitted kernel."""
 
     name = "numba"
+
+    def __init__(self):
+        super().__init__(np)
+        self._kplans = {}
+
+    def hot_loop(self, direction: str, cell, masked: bool = False):
+        """The jitted sweep for ``type(cell) is GravesCell`` (masked or not), else None."""
+        if type(cell) is not GravesCell:
+            return None
+        if direction == "forward":
+            return self._forward
+        if direction == "backward":
+            return self._backward
+        raise ValueError(f"direction: expected 'forward' or 'backward', got {direction!r}")
+
+    def _plan(self, dp) -> KernelPlan:
+        key = dp.host.shape
+        if key not in self._kplans:
+            self._kplans[key] = kernel_plan(dp.host)
+        return self._kplans[key]
+
+    @staticmethod
+    def _parts(B: int) -> int:
+        return max(1, min(_threads(), B))
+
+    def _forward(self, cell, lay, dp, zx, p, h, c, mask=None) -> NumbaSweep:
+        """Same contract as ``mdlstm.sweep_forward``: fills h, c (N+1, B, H) in place."""
+        from .kernels_numba import forward_sweep
+
+        kp = self._plan(dp)
+        N, B, G = zx.shape
+        zx = np.ascontiguousarray(zx)
+        m = (np.ones((N, B), dtype=zx.dtype) if mask is None
+             else np.ascontiguousarray(mask[..., 0], dtype=zx.dtype))
+        act = np.empty((N, B, G), dtype=zx.dtype)
+        tanh_c = np.empty((N, B, h.shape[2]), dtype=zx.dtype)
+        forward_sweep(zx, np.ascontiguousarray(p["U"]), h, c, act, tanh_c, kp.bounds,
+                      kp.pred_all, m, self._parts(B))
+        return NumbaSweep(h, c, act, tanh_c, m)
+
+    def _backward(self, cell, lay, dp, dout_w, sc: NumbaSweep, p, grads, want_state,
+                  mask=None):
+        """Same contract as ``mdlstm.sweep_backward``: -> dZ (N, B, G), dh0, dc0 (or None)."""
+        from .kernels_numba import backward_sweep
+
+        kp = self._plan(dp)
+        N, B, G = sc.act.shape
+        H = sc.tanh_c.shape[2]
+        dt = sc.act.dtype
+        dZ = np.empty((N, B, G), dtype=dt)
+        dcs = np.empty((N, B, H), dtype=dt)
+        dh0 = np.zeros((B, H), dtype=dt)
+        dc0 = np.zeros((B, H), dtype=dt)
+        backward_sweep(np.ascontiguousarray(dout_w), np.ascontiguousarray(p["U"].T), sc.c,
+                       sc.act, sc.tanh_c, kp.bounds, kp.pred_all, kp.succ_all, sc.mask, dZ,
+                       dcs, dh0, dc0, bool(want_state), self._parts(B))
+        if not want_state:
+            return dZ, None, None
+        return dZ, dh0, dc0

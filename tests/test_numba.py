@@ -1,0 +1,203 @@
+"""The numba backend against the numpy reference: outputs, every gradient, and finite differences.
+
+Equality is measured norm-wise: max |numba − numpy| / max |numpy| per array, ≤ 1e-12 in float64
+and ≤ 1e-5 in float32 (the two sum the recurrent products in different orders, and the
+kernels' tanh is a few ulp from libm's).
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+numba = pytest.importorskip("numba")
+
+from mdlstm_np.backend import get_backend  # noqa: E402
+from mdlstm_np.cells.graves import GravesCell  # noqa: E402
+from mdlstm_np.gradcheck import check_layer  # noqa: E402
+from mdlstm_np.kernels_numba import _tanh  # noqa: E402
+from mdlstm_np.mdlstm import MDLSTM  # noqa: E402
+from mdlstm_np.sd import HorizontalSDLSTM, SnakeSDLSTM  # noqa: E402
+
+TOL = {"float64": 1e-12, "float32": 1e-5}
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def warm_jit():
+    """Compile (or load from numba's cache) both dtypes once, outside the timed examples."""
+    for dt in ("float32", "float64"):
+        layer = MDLSTM(1, 2, ndim=2, backend="numba", dtype=dt)
+        p = layer.init_params(np.random.default_rng(0))
+        out, cache = layer.forward(p, np.ones((2, 2, 2, 1), dtype=dt))
+        layer.backward(out, cache, return_state=True)
+
+
+def rel(a, b):
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    assert a.shape == b.shape
+    return float(np.max(np.abs(a - b), initial=0.0) / max(np.max(np.abs(b), initial=0.0), 1e-30))
+
+
+def pair(C, H, n, dt, **kw):
+    return (MDLSTM(C, H, ndim=n, backend="numpy", dtype=dt, **kw),
+            MDLSTM(C, H, ndim=n, backend="numba", dtype=dt, **kw))
+
+
+def compare_layers(ref, fast, p, x, dout, dt, **kw):
+    """Run both, assert the hot loop ran and every output and gradient agrees."""
+    o0, c0 = ref.forward(p, x, **kw)
+    o1, c1 = fast.forward(p, x, **kw)
+    assert c1.hot and not c0.hot
+    assert o1.dtype == np.dtype(dt)
+    dx0, g0, (dh0, dc0) = ref.backward(dout, c0, return_state=True)
+    dx1, g1, (dh1, dc1) = fast.backward(dout, c1, return_state=True)
+    errs = {"out": rel(o1, o0), "x": rel(dx1, dx0)}
+    assert set(g1) == set(g0)
+    for k in g0:
+        assert g1[k].dtype == np.dtype(dt)
+        errs[k] = rel(g1[k], g0[k])
+    if dh0 is not None:
+        errs["h0"], errs["c0"] = rel(dh1, dh0), rel(dc1, dc0)
+    else:
+        assert dh1 is None and dc1 is None
+    assert max(errs.values()) <= TOL[dt], errs
+    return errs
+
+
+@given(n=st.integers(1, 3), data=st.data(), B=st.integers(1, 3), H=st.integers(1, 3),
+       C=st.integers(1, 2), dt=st.sampled_from(["float64", "float32"]),
+       state=st.booleans(), masked=st.booleans(), seed=st.integers(0, 2**16))
+def test_equals_numpy(n, data, B, H, C, dt, state, masked, seed):
+    S = tuple(data.draw(st.lists(st.integers(1, 4 if n < 3 else 2), min_size=n, max_size=n)))
+    rng = np.random.default_rng(seed)
+    ref, fast = pair(C, H, n, dt)
+    p = ref.init_params(rng)
+    p["b"] = (p["b"] + rng.standard_normal(p["b"].shape)).astype(dt)
+    x = rng.standard_normal((B, *S, C)).astype(dt)
+    dout = rng.standard_normal((B, *S, H)).astype(dt)
+    kw = {}
+    if state:
+        kw["h0"] = rng.standard_normal((B, H)).astype(dt)
+        kw["c0"] = rng.standard_normal((B, H)).astype(dt)
+    if masked:
+        kw["sizes"] = np.stack([rng.integers(1, s + 1, size=B) for s in S], axis=1)
+    compare_layers(ref, fast, p, x, dout, dt, **kw)
+
+
+@pytest.mark.parametrize("dt", ["float64", "float32"])
+def test_exactly_zero_inputs(dt):
+    ref, fast = pair(2, 3, 2, dt)
+    p = {k: np.zeros_like(v) for k, v in ref.init_params(np.random.default_rng(1)).items()}
+    x = np.zeros((2, 3, 4, 2), dtype=dt)
+    errs = compare_layers(ref, fast, p, x, np.ones((2, 3, 4, 3), dtype=dt), dt)
+    assert all(np.isfinite(v) for v in errs.values())
+
+
+def test_larger_grid_float32():
+    rng = np.random.default_rng(5)
+    ref, fast = pair(1, 16, 2, "float32")
+    p = ref.init_params(rng)
+    x = rng.standard_normal((4, 12, 9, 1)).astype("float32")
+    compare_layers(ref, fast, p, x, rng.standard_normal((4, 12, 9, 16)).astype("float32"),
+                   "float32")
+
+
+@pytest.mark.parametrize("n, shape, kw", [
+    (2, (3, 2), {}),
+    (1, (4,), {"state": True}),
+    (2, (2, 3), {"state": True, "sizes": np.array([[2, 3], [1, 2]])}),
+    (3, (2, 2, 2), {}),
+])
+def test_finite_differences_on_numba(n, shape, kw):
+    rng = np.random.default_rng(7)
+    layer = MDLSTM(2, 2, ndim=n, backend="numba", dtype="float64")
+    p = layer.init_params(rng)
+    p["b"] = p["b"] + rng.standard_normal(p["b"].shape)
+    x = rng.standard_normal((2, *shape, 2))
+    fkw = {}
+    if kw.get("state"):
+        fkw = {"h0": rng.standard_normal((2, 2)), "c0": rng.standard_normal((2, 2))}
+    if "sizes" in kw:
+        fkw["sizes"] = kw["sizes"]
+    errs = check_layer(layer, p, x, rng, mode="element", **fkw)
+    assert max(errs.values()) <= 1e-6, errs
+
+
+@pytest.mark.parametrize("cls", [HorizontalSDLSTM, SnakeSDLSTM])
+@pytest.mark.parametrize("dt", ["float64", "float32"])
+def test_sd_baselines_equal_numpy(cls, dt):
+    rng = np.random.default_rng(3)
+    ref, fast = cls(2, 3, backend="numpy", dtype=dt), cls(2, 3, backend="numba", dtype=dt)
+    p = ref.init_params(rng)
+    x = rng.standard_normal((2, 3, 4, 2)).astype(dt)
+    o0, c0 = ref.forward(p, x)
+    o1, c1 = fast.forward(p, x)
+    assert c1.inner.hot
+    dout = rng.standard_normal(o0.shape).astype(dt)
+    dx0, g0 = ref.backward(dout, c0)
+    dx1, g1 = fast.backward(dout, c1)
+    assert rel(o1, o0) <= TOL[dt] and rel(dx1, dx0) <= TOL[dt]
+    assert all(rel(g1[k], g0[k]) <= TOL[dt] for k in g0)
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_tanh_within_a_few_ulp(dt):
+    x = np.concatenate([np.linspace(-20, 20, 1601), np.geomspace(1e-30, 30, 400),
+                        -np.geomspace(1e-30, 30, 400), [0.0, 0.125, -0.125, 0.1249999]]).astype(dt)
+    y = np.array([_tanh(v) for v in x], dtype=dt)  # (numba boxes a scalar as a Python float)
+    ref = np.tanh(x)
+    ulp = np.abs(y - ref) / np.spacing(np.abs(ref).astype(dt))
+    assert float(np.max(ulp)) <= 8
+    assert np.isnan(_tanh(dt(np.nan)))
+    assert _tanh(dt(np.inf)) == 1 and _tanh(dt(-np.inf)) == -1
+
+
+def test_hot_loop_covers_only_the_plain_graves_cell():
+    be = get_backend("numba")
+    assert be.hot_loop("forward", GravesCell()) is not None
+    assert be.hot_loop("backward", GravesCell(), True) is not None
+
+    class Variant(GravesCell):
+        pass
+
+    assert be.hot_loop("forward", Variant()) is None
+    with pytest.raises(ValueError, match="direction"):
+        be.hot_loop("sideways", GravesCell())
+
+
+def test_runs_with_jit_disabled():
+    """The kernels are plain Python under NUMBA_DISABLE_JIT=1 and give the same numbers."""
+    code = textwrap.dedent("""
+        import numpy as np
+        from mdlstm_np.mdlstm import MDLSTM
+        rng = np.random.default_rng(0)
+        for dt, tol in (("float64", 1e-12), ("float32", 1e-5)):
+            ref = MDLSTM(2, 3, ndim=2, backend="numpy", dtype=dt)
+            fast = MDLSTM(2, 3, ndim=2, backend="numba", dtype=dt)
+            p = ref.init_params(rng)
+            x = rng.standard_normal((2, 3, 2, 2)).astype(dt)
+            h0 = rng.standard_normal((2, 3)).astype(dt)
+            kw = dict(h0=h0, c0=h0, sizes=np.array([[3, 2], [2, 1]]))
+            o0, c0 = ref.forward(p, x, **kw)
+            o1, c1 = fast.forward(p, x, **kw)
+            assert c1.hot and o1.dtype == np.dtype(dt)
+            r0 = ref.backward(o0, c0, return_state=True)
+            r1 = fast.backward(o0, c1, return_state=True)
+            pairs = [(o1, o0), (r1[0], r0[0]), *[(r1[1][k], r0[1][k]) for k in r0[1]],
+                     (r1[2][0], r0[2][0]), (r1[2][1], r0[2][1])]
+            for a, b in pairs:
+                assert a.dtype == np.dtype(dt)
+                assert np.max(np.abs(a - b)) <= tol * max(np.max(np.abs(b)), 1e-30)
+        print("JIT-DISABLED-OK")
+    """)
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1", PYTHONPATH=ROOT)
+    res = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "JIT-DISABLED-OK" in res.stdout
