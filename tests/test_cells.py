@@ -125,10 +125,11 @@ def test_gradients_match_finite_differences(variant, state, case):
 @pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("ndim", [1, 2, 3])
 def test_gradients_per_element_every_ndim(variant, ndim):
-    """Pinned per-element checks, so that every (variant, n) is covered whatever hypothesis draws."""
+    """Pinned per-element checks: every (variant, n) is covered whatever hypothesis draws."""
     sides = {1: (4,), 2: (3, 2), 3: (2, 2, 2)}[ndim]
     for state in ("none", "both"):  # both: h0, c0 and a sizes mask at once
-        check_case(variant, Case(ndim, sides, 2, 1, 2, False, 7 + ndim), state, mode="element")
+        case = Case(ndim, sides, 2, 1, 2, state == "none", 7 + ndim)  # "none": x = 0 exactly
+        check_case(variant, case, state, mode="element")
 
 
 # ------------------------------------------------------------------ equivalences
@@ -291,3 +292,30 @@ def test_variant_layouts_and_parameter_shapes():
         make_cell("stable", peepholes=True)
     with pytest.raises(ValueError, match="cell"):
         MDLSTM(2, 4, 2, cell="lstm2d")
+
+
+@pytest.mark.parametrize("ndim", [1, 2])
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_variants_use_only_array_api_calls(variant, ndim):
+    """The cell code on a strict array-API namespace (on a fake device): the same numbers."""
+    from mdlstm_np.backend_strict import StrictBackend
+
+    be = StrictBackend()
+    rng = np.random.default_rng(2)
+    case = Case(ndim, (3, 2)[:ndim], 2, 2, 3, False, 0)
+    host_layer = make_layer(variant, case)
+    strict_layer = MDLSTM(2, 3, ndim, backend=be, **VARIANTS[variant])
+    p = random_params(host_layer, rng)
+    x = rng.standard_normal((2, *case.sides, 2))
+    h0, c0 = rng.standard_normal((2, 2, 3))
+    sizes = np.array([case.sides, [1] * ndim])
+    out, dx, grads = _run(host_layer, p, x, h0=h0, c0=c0, sizes=sizes)
+    dev = {k: be.asarray(v) for k, v in p.items()}
+    s_out, cache = strict_layer.forward(dev, be.asarray(x), h0=be.asarray(h0),
+                                        c0=be.asarray(c0), sizes=sizes)
+    w = np.random.default_rng(5).standard_normal(out.shape)
+    s_dx, s_grads = strict_layer.backward(be.asarray(w), cache)
+    np.testing.assert_allclose(be.to_numpy(s_out), out, rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(be.to_numpy(s_dx), dx, rtol=1e-13, atol=1e-14)
+    for k in grads:
+        np.testing.assert_allclose(be.to_numpy(s_grads[k]), grads[k], rtol=1e-13, atol=1e-14)
