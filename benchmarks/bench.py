@@ -1,0 +1,331 @@
+"""Benchmark suite: MD-LSTM speed per backend, against this machine's own matmul peak.
+
+    python -m benchmarks.bench                       # S, M, L and the sweep, numpy + numba
+    python -m benchmarks.bench --quick               # a smoke run (S and a short sweep)
+    python -m benchmarks.bench --configs XL --backends cupy
+
+What is timed (median and IQR over --repeats runs after one warm-up run; the warm-up's excess
+over the median is reported as compile_s, the JIT compile / first-call cost):
+  fwd    MDLSTM.forward
+  fwdbwd MDLSTM.forward + backward
+  train  MD_LSTM model (MDLSTM + DenseSigmoid head) forward, MSE loss, backward, Adam step
+  (reference: the cell-by-cell forward of reference.py, small grids only)
+
+FLOP count (multiply-add = 2 FLOPs; elementwise gate math not counted), per cell and sample,
+with C channels, n grid axes, hidden H and G = (n + 3)·H packed gates:
+  fwd    2·G·(C + n·H)           input projection x W and recurrent Σ_d h(p⁻_d) U_d
+  fwdbwd 2·G·(3·C + 3·n·H)       + dz Uᵀ (in the sweep), dU, dW, dx
+  train  fwdbwd + 6·H            + the head's forward (2H) and backward (4H)
+floor = FLOPs / peak, where peak is a large GEMM of the same dtype measured in the same run;
+"x_floor" = median time / floor (1.0 would be matmul peak).
+
+Memory: peak bytes allocated during one fwd+bwd (tracemalloc sees numpy's allocations). The
+forward cache of the numba backend holds, per cell and sample, x (C), h and c (2H), the gate
+activations (G) and tanh c (H) and the mask (1): C + (n + 6)·H + 1 numbers; the numpy
+reference's per-wavefront step caches hold C + (2n + 6)·H (σ gates, g, the n gathered c(p⁻_d),
+tanh c, h, c).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import tracemalloc
+
+import numpy as np
+
+from mdlstm_np.backend import get_backend
+from mdlstm_np.mdlstm import MDLSTM
+from mdlstm_np.reference import mdlstm_reference_forward
+
+CONFIGS = {  # name: (side, batch, hidden, channels)
+    "S": (8, 16, 16, 1),
+    "M": (32, 16, 16, 1),
+    "L": (128, 8, 32, 1),
+    "XL": (256, 32, 64, 1),
+}
+SWEEP_SIDES = (8, 16, 32, 64, 128, 256)
+SWEEP_BATCH, SWEEP_HIDDEN = 8, 16
+REFERENCE_MAX_CELLS = 32 * 32
+
+
+# --------------------------------------------------------------------------- timing
+def _sync(be):
+    be.synchronize()
+
+
+def time_call(fn, be, repeats: int):
+    """(median_s, iqr_s, first_s): one warm-up call, then ``repeats`` timed calls."""
+    if be is not None and be.name == "cupy":  # CUDA events, not the host clock
+        from cupyx.profiler import benchmark
+
+        t0 = time.perf_counter()
+        fn()
+        _sync(be)
+        first = time.perf_counter() - t0
+        res = benchmark(fn, n_repeat=repeats, n_warmup=1)
+        ts = np.asarray(res.gpu_times).ravel()
+    else:
+        t0 = time.perf_counter()
+        fn()
+        first = time.perf_counter() - t0
+        ts = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+        ts = np.asarray(ts)
+    q1, med, q3 = np.percentile(ts, [25, 50, 75])
+    return float(med), float(q3 - q1), float(first)
+
+
+def matmul_peak(dtype: str, size: int, repeats: int = 5) -> float:
+    """GFLOP/s of a (size × size)·(size × size) GEMM in ``dtype`` (best of ``repeats``)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size)).astype(dtype)
+    b = rng.standard_normal((size, size)).astype(dtype)
+    a @ b
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * size ** 3 / best / 1e9
+
+
+def flops_per_cell(kind: str, C: int, H: int, n: int = 2) -> float:
+    G = (n + 3) * H
+    if kind in ("fwd", "reference"):
+        return 2.0 * G * (C + n * H)
+    if kind == "fwdbwd":
+        return 2.0 * G * (3 * C + 3 * n * H)
+    return 2.0 * G * (3 * C + 3 * n * H) + 6.0 * H
+
+
+# --------------------------------------------------------------------------- workloads
+def workloads(be, side, B, H, C, dtype, kinds):
+    """{kind: zero-argument callable} for one backend and size."""
+    rng = np.random.default_rng(0)
+    layer = MDLSTM(C, H, ndim=2, backend=be, dtype=dtype)
+    p = layer.init_params(rng)
+    x_host = rng.standard_normal((B, side, side, C)).astype(dtype)
+    x = be.asarray(x_host, dtype=dtype)
+    dout = be.asarray(rng.standard_normal((B, side, side, H)).astype(dtype), dtype=dtype)
+    out = {}
+    if "fwd" in kinds:
+        out["fwd"] = lambda: layer.forward(p, x)
+    if "fwdbwd" in kinds:
+        def fwdbwd():
+            _, cache = layer.forward(p, x)
+            return layer.backward(dout, cache)
+        out["fwdbwd"] = fwdbwd
+    if "train" in kinds:
+        out["train"] = train_step(be, side, B, H, C, dtype, x, rng)
+    if "reference" in kinds:
+        host = {k: be.to_numpy(v) for k, v in p.items()}
+        out["reference"] = lambda: mdlstm_reference_forward(x_host, host["W"], host["U"],
+                                                            host["b"])
+    return out
+
+
+def train_step(be, side, B, H, C, dtype, x, rng):
+    """One full training step of the MD_LSTM model: forward, MSE, backward, Adam."""
+    from mdlstm_np.losses import mse
+    from mdlstm_np.models import build_model
+    from mdlstm_np.optim import Adam
+
+    model = build_model("MD_LSTM", in_channels=C, hidden=H, backend=be, dtype=dtype)
+    params = model.init_params(rng)
+    opt = Adam(params, lr=1e-3)
+    t = be.asarray((rng.random((B, side, side, 1)) < 0.5).astype(dtype), dtype=dtype)
+
+    def step():
+        y, cache = model.forward(params, x)
+        loss, dy = mse(be, y, t)
+        _, grads = model.backward(dy, cache)
+        opt.step(params, grads)
+        return loss
+    return step
+
+
+def peak_memory(fn) -> int:
+    """Peak bytes allocated (tracemalloc) while running ``fn`` once (host backends only)."""
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    fn()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return int(peak)
+
+
+# --------------------------------------------------------------------------- driver
+def plan_runs(configs, quick):
+    """[(config name, side, B, H, C, kinds)] in run order."""
+    runs = []
+    for name in configs:
+        if name == "sweep":
+            sides = (8, 16, 32) if quick else SWEEP_SIDES
+            for s in sides:
+                runs.append((f"sweep{s}", s, SWEEP_BATCH, SWEEP_HIDDEN, 1, ("fwd", "fwdbwd")))
+        else:
+            side, B, H, C = CONFIGS[name]
+            runs.append((name, side, B, H, C, ("fwd", "fwdbwd", "train")))
+    return runs
+
+
+def get_backends(names):
+    out = []
+    for name in names:
+        try:
+            out.append(get_backend(name))
+        except Exception as e:  # noqa: BLE001 - a missing optional backend is reported, not fatal
+            print(f"# backend {name}: skipped ({type(e).__name__}: {e})", file=sys.stderr)
+    return out
+
+
+def run(args):
+    configs = args.configs.split(",")
+    for c in configs:
+        if c not in CONFIGS and c != "sweep":
+            raise ValueError(f"--configs: expected names from {', '.join([*CONFIGS, 'sweep'])}, "
+                             f"got {c!r}")
+    backends = get_backends(args.backends.split(","))
+    peak = matmul_peak(args.dtype, 1024 if args.quick else 2048)
+    print(f"# matmul peak ({args.dtype} GEMM, this run): {peak:.1f} GFLOP/s; "
+          f"{os.cpu_count()} CPUs; numpy {np.__version__}; OPENBLAS_CORETYPE="
+          f"{os.environ.get('OPENBLAS_CORETYPE', '')}")
+    rows = []
+    for name, side, B, H, C, kinds in plan_runs(configs, args.quick):
+        cells = side * side * B
+        for be in backends:
+            ks = list(kinds)
+            if be is backends[0] and cells // B <= REFERENCE_MAX_CELLS:
+                ks.append("reference")
+            for kind, fn in workloads(be, side, B, H, C, args.dtype, ks).items():
+                bb = None if kind == "reference" else be
+                reps = args.repeats
+                med, iqr, first = time_call(fn, bb, 1)  # a probe: slow cases get fewer runs
+                if med * reps > args.budget:
+                    reps = max(3, int(args.budget / max(med, 1e-9)))
+                med, iqr, _ = time_call(fn, bb, reps)
+                fl = flops_per_cell(kind, C, H) * cells
+                row = dict(config=name, side=side, batch=B, hidden=H, channels=C,
+                           backend="reference" if kind == "reference" else be.name,
+                           kind=kind, dtype=args.dtype, repeats=reps, median_s=med, iqr_s=iqr,
+                           compile_s=max(first - med, 0.0), ns_per_cell=med / cells * 1e9,
+                           cells_per_s=cells / med, gflops=fl / med / 1e9,
+                           x_floor=med / (fl / (peak * 1e9)), peak_gflops=peak,
+                           peak_mem_mb=None)
+                if name == "L" and kind == "fwdbwd" and be.name != "cupy":
+                    row["peak_mem_mb"] = peak_memory(fn) / 2 ** 20
+                rows.append(row)
+                print(format_row(row), flush=True)
+    return rows, peak
+
+
+HEADER = (f"{'config':<9}{'backend':<10}{'kind':<10}{'median ms':>11}{'IQR ms':>9}"
+          f"{'compile s':>10}{'ns/cell':>9}{'Mcells/s':>10}{'GFLOP/s':>9}{'x floor':>9}"
+          f"{'mem MB':>8}")
+
+
+def format_row(r) -> str:
+    mem = "" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.0f}"
+    return (f"{r['config']:<9}{r['backend']:<10}{r['kind']:<10}{r['median_s'] * 1e3:>11.3f}"
+            f"{r['iqr_s'] * 1e3:>9.3f}{r['compile_s']:>10.2f}{r['ns_per_cell']:>9.1f}"
+            f"{r['cells_per_s'] / 1e6:>10.2f}{r['gflops']:>9.2f}{r['x_floor']:>9.1f}{mem:>8}")
+
+
+def summary(rows):
+    """Lines on the issue's targets (numba backend)."""
+    def med(config, kind, backend="numba"):
+        for r in rows:
+            if (r["config"], r["kind"], r["backend"]) == (config, kind, backend):
+                return r
+        return None
+
+    lines = []
+    s, m, big = med("S", "train"), med("M", "train"), med("L", "fwdbwd")
+    if s:
+        lines.append(f"S train step {s['median_s'] * 1e3:.2f} ms (target <= 1 ms)")
+    if m:
+        lines.append(f"M train step {m['median_s'] * 1e3:.2f} ms (target <= 10 ms)")
+    if big:
+        lines.append(f"L fwd+bwd {big['x_floor']:.1f}x the FLOP floor (target <= 4x)")
+    sweep = {r["side"]: r["ns_per_cell"] for r in rows
+             if r["config"].startswith("sweep") and r["kind"] == "fwdbwd"
+             and r["backend"] == "numba"}
+    flat = [sweep[k] for k in sweep if k >= 32]
+    if len(flat) >= 2:
+        lines.append(f"sweep fwd+bwd ns/cell from 32 to {max(k for k in sweep)}: "
+                     f"max/min = {max(flat) / min(flat):.2f} (target <= 2)")
+    return lines
+
+
+def write_atomic(path, text):
+    d = os.path.dirname(path) or "."
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save(rows, peak, args):
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    write_atomic(os.path.join(args.out, f"bench-{stamp}.csv"), buf.getvalue())
+    meta = dict(peak_gflops=peak, dtype=args.dtype, cpus=os.cpu_count(),
+                machine=platform.machine(), processor=platform.processor(),
+                python=platform.python_version(), numpy=np.__version__,
+                loadavg=os.getloadavg() if hasattr(os, "getloadavg") else None,
+                argv=sys.argv[1:])
+    write_atomic(os.path.join(args.out, f"bench-{stamp}.json"),
+                 json.dumps(dict(meta=meta, rows=rows), indent=1))
+    return stamp
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backends", default="numpy,numba,cupy",
+                    help="comma list: numpy, numba, cupy (missing ones are skipped)")
+    ap.add_argument("--configs", default="S,M,L,sweep", help="comma list of S, M, L, XL, sweep")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    ap.add_argument("--repeats", type=int, default=9, help="timed runs per measurement")
+    ap.add_argument("--budget", type=float, default=20.0,
+                    help="seconds per measurement; slow cases get fewer repeats (min 3)")
+    ap.add_argument("--out", default=os.path.join("benchmarks", "results"))
+    ap.add_argument("--quick", action="store_true", help="smoke run: S and sweep 8..32, 3 repeats")
+    args = ap.parse_args(argv)
+    if args.repeats < 1:
+        raise ValueError(f"--repeats: expected a positive int, got {args.repeats}")
+    if args.quick:
+        args.configs, args.repeats = "S,sweep", min(args.repeats, 3)
+    print(f"# loadavg before: {os.getloadavg()}")
+    print(HEADER)
+    rows, peak = run(args)
+    for line in summary(rows):
+        print("# " + line)
+    print(f"# loadavg after: {os.getloadavg()}")
+    if rows:
+        stamp = save(rows, peak, args)
+        print(f"# wrote {args.out}/bench-{stamp}.csv and .json")
+
+
+if __name__ == "__main__":
+    main()
