@@ -22,8 +22,6 @@ to name the culprit.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
@@ -31,6 +29,7 @@ from typing import Dict, List, Optional
 import numpy as np
 from tqdm.auto import tqdm
 
+from .atomic import atomic_write
 from .losses import mse, relevant_loss
 from .optim import Adam
 from .tasks import random_diagonal
@@ -82,20 +81,14 @@ def write_tsv(rows: List[dict], path: str) -> str:
     The file is written to a temporary file in the same folder and moved into place with
     ``os.replace``, so a reader never sees a half-written log.
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".tsv", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+    def writer(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
             f.write("\t".join(COLUMNS) + "\n")
             for row in rows:
                 f.write(f"{row['steps']:04d}\t{row['overall_loss']!r}\t{row['time']!r}\t"
                         f"{row['relevant_loss']!r}\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+
+    return atomic_write(path, writer, suffix=".tsv")
 
 
 def read_tsv(path: str) -> List[dict]:
