@@ -119,7 +119,8 @@ def test_sum_is_the_sum_of_the_concat_blocks(rng):
 
 
 # ----------------------------------------------------------------- finite differences
-@pytest.mark.parametrize("n, shape", [(1, (2, 3, 1)), (2, (2, 2, 3, 1)), (3, (1, 2, 2, 2, 1))])
+@pytest.mark.parametrize("n, shape", [(1, (2, 3, 1)), (2, (2, 2, 3, 1)),
+                                      pytest.param(3, (1, 2, 2, 2, 1), marks=pytest.mark.slow)])
 @pytest.mark.parametrize("combine", ["concat", "sum"])
 def test_gradcheck_per_element_all_directions(n, shape, combine, rng):
     layer = MultiDirectionalMDLSTM(1, 1, n, combine=combine)
@@ -129,7 +130,7 @@ def test_gradcheck_per_element_all_directions(n, shape, combine, rng):
     assert max(errs.values()) <= TOL, errs
 
 
-@pytest.mark.parametrize("n", [1, 2, 3])
+@pytest.mark.parametrize("n", [1, 2, pytest.param(3, marks=pytest.mark.slow)])
 def test_gradcheck_per_element_zero_input(n, rng):
     """Exactly-zero input (every cell sees only biases and its neighbours' state)."""
     hidden = 2 if n < 3 else 1  # n = 3: 8 directions, keep the element count small

@@ -112,7 +112,8 @@ def test_flip_keeps_padding_in_place_and_is_an_involution(rng):
 @pytest.mark.parametrize("n, shape, sizes, combine", [
     (1, (3,), [[2], [3]], "concat"), (1, (3,), [[2], [3]], "sum"),
     (2, (2, 3), [[1, 2], [2, 3]], "concat"), (2, (2, 3), [[1, 2], [2, 3]], "sum"),
-    (3, (2, 2, 2), [[1, 2, 2], [2, 1, 1]], "concat")])  # n = 3 "sum": the hypothesis test
+    pytest.param(3, (2, 2, 2), [[1, 2, 2], [2, 1, 1]], "concat", marks=pytest.mark.slow)])
+# n = 3 with "sum" and masks: covered by the directional hypothesis test in test_multidir.py
 def test_gradcheck_per_element_masked(n, shape, sizes, combine, rng):
     layer = MultiDirectionalMDLSTM(1, 1, n, combine=combine)
     params = layer.init_params(rng)
