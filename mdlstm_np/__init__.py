@@ -5,7 +5,8 @@ differences. Start reading at ``mdlstm.py`` (the sweep) and ``cells/graves.py`` 
 
 from .backend import get_backend
 from .mdlstm import MDLSTM
+from .multidir import MultiDirectionalMDLSTM
 from .sd import HorizontalSDLSTM, SnakeSDLSTM
 
-__all__ = ["get_backend", "MDLSTM", "HorizontalSDLSTM", "SnakeSDLSTM"]
+__all__ = ["get_backend", "MDLSTM", "MultiDirectionalMDLSTM", "HorizontalSDLSTM", "SnakeSDLSTM"]
 __version__ = "0.1.0"

@@ -195,10 +195,14 @@ class MDLSTM:
     backend : ``"numpy"``, ``"numba"``, ``"cupy"``, ``"auto"`` or a Backend.
     dtype : ``"float32"`` or ``"float64"``; inputs and parameters must match (no silent casts).
 
-    Parameters (``init_params``): W (C, G), U (n·H, G), b (G,) with G = (n + 3)·H, gate order
-    [i | f_1..f_n | o | g] (``gates.py``), plus the cell's own, if any.
+    Parameters (``init_params``): W (C, G), U (n·H, G), b (G,) plus the cell's own, if any.
+    The gate order and G come from the cell (``layer.layout``, ``gates.py``): graves (with or
+    without peepholes) [i | f_1..f_n | o | g], G = (n+3)H; stable [i | f | o | λ_1..λ_n | g] and
+    leakylp [f | ω₀ | ω₁ | λ_1..λ_n | g], G = (n+4)H (4H for n = 1, no λ); the layer-norm
+    cells have no b (their shift is the bias). Peepholes add w_i (H,), w_f (n, H), w_o (H,).
     Initialisation: W and U uniform in ±sqrt(6 / (C + n·H + G)) (Glorot, as TensorFlow's
-    LSTMCell treats its stacked [x, h] kernel), b = 0 except b_f = forget_bias.
+    LSTMCell treats its stacked [x, h] kernel), b = 0 except the block named "f" (the forget
+    gate; for leakylp the leak) = forget_bias.
     """
 
     def __init__(self, in_channels, hidden, ndim=2, *, cell="graves", peepholes=False,
