@@ -22,7 +22,7 @@ SGD with momentum, as TF's ``MomentumOptimizer``:
     u ← μ u + g
     θ ← θ − α u                               μ = 0 is plain SGD
 
-Only array-API-standard operations (arithmetic, ``xp.sqrt``, ``xp.zeros``): no numpy import.
+Only array-API-standard operations (arithmetic, ``xp.sqrt``, ``xp.zeros_like``): no numpy import.
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ def _namespace(a):
 
 
 def _zeros_like(a):
-    return _namespace(a).zeros(a.shape, dtype=a.dtype)
+    """Zeros with the shape, dtype *and device* of ``a`` (``xp.zeros(shape)`` would land on the
+    namespace's default device, which on a GPU or a strict test namespace may not be a's)."""
+    return _namespace(a).zeros_like(a)
 
 
 def _check_number(value, name, lo, hi, *, lo_open=False, hi_open=False):
