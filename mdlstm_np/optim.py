@@ -32,8 +32,14 @@ import numbers
 
 
 def _namespace(a):
-    """The array namespace of ``a`` (numpy ≥ 2, cupy ≥ 13 and array-API-strict all expose it)."""
-    return a.__array_namespace__()
+    """The array namespace of ``a`` (numpy ≥ 2 and array-API-strict expose it; cupy arrays do
+    not, so array-api-compat — installed with the cuda12 extra — supplies cupy's)."""
+    ns = getattr(a, "__array_namespace__", None)
+    if ns is not None:
+        return ns()
+    from array_api_compat import array_namespace
+
+    return array_namespace(a)
 
 
 def _zeros_like(a):

@@ -221,9 +221,6 @@ def test_models_on_strict(sbe, name):
     _assert_same(res["strict"], res["numpy"])
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "optim.py creates its moments with a.__array_namespace__().zeros(shape) on the default "
-    "device (and cupy arrays have no __array_namespace__): change requested, see the report"))
 @pytest.mark.parametrize("opt", ["Adam", "SGD"])
 def test_optimizers_on_strict(sbe, opt):
     from mdlstm_np import optim
