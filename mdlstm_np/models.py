@@ -48,9 +48,10 @@ class Model:
     """
 
     def __init__(self, recurrent, head, name: str = "model"):
-        if head.in_features != recurrent.hidden:
-            raise ValueError(f"head: expected in_features == recurrent.hidden "
-                             f"({recurrent.hidden}), got {head.in_features}")
+        width = getattr(recurrent, "out_features", recurrent.hidden)  # 2ⁿH for concat layers
+        if head.in_features != width:
+            raise ValueError(f"head: expected in_features == the recurrent layer's output "
+                             f"width ({width}), got {head.in_features}")
         if recurrent.dtype != head.dtype or recurrent.be.name != head.be.name:
             raise ValueError(f"head: expected the recurrent layer's backend/dtype "
                              f"({recurrent.be.name}/{recurrent.dtype}), got "

@@ -102,7 +102,7 @@ def test_model_rejects_mismatched_head():
     from mdlstm_np.head import DenseSigmoid
     from mdlstm_np.mdlstm import MDLSTM
 
-    with pytest.raises(ValueError, match=r"head: expected in_features == recurrent.hidden \(4\)"):
+    with pytest.raises(ValueError, match=r"head: expected in_features == the recurrent layer.s output width \(4\), got"):
         Model(MDLSTM(1, 4, backend="numpy"), DenseSigmoid(3, backend="numpy"))
 
 
@@ -128,3 +128,16 @@ def test_head_loss_optim_and_training_loop_on_a_strict_array_api_backend():
                                    predict(ref, ref_res.params, x), rtol=1e-12)
         grads = {k: be.asarray(np.ones(v.shape), "float64") for k, v in res.params.items()}
         SGD(res.params, lr=0.1, momentum=0.5).step(res.params, grads)
+
+
+def test_model_with_a_multidirectional_layer_takes_its_concatenated_width(rng):
+    """A head on a 4-direction concat layer reads 4·H features; gradients still check out."""
+    from mdlstm_np.gradcheck import check_layer
+    from mdlstm_np.head import DenseSigmoid
+    from mdlstm_np.multidir import MultiDirectionalMDLSTM
+
+    model = Model(MultiDirectionalMDLSTM(1, 2, ndim=2, backend="numpy"),
+                  DenseSigmoid(8, backend="numpy"))
+    params = model.init_params(rng)
+    errors = check_layer(model, params, rng.standard_normal((2, 3, 4, 1)), rng)
+    assert max(errors.values()) <= 1e-6, errors
