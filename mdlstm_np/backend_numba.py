@@ -27,7 +27,7 @@ class NumbaSweep(NamedTuple):
     c: Any        # (N+1, B, H) cell states
     act: Any      # (N, B, G) [σ(z_i) | σ(z_f1..fn) | σ(z_o) | tanh(z_g)]
     tanh_c: Any   # (N, B, H)
-    mask: Any     # (N, B) the mask the kernel used (ones without sizes)
+    mask: Any     # (N·B,) the mask the kernel used (ones without sizes)
 
 
 class KernelPlan(NamedTuple):
@@ -49,12 +49,6 @@ def kernel_plan(host) -> KernelPlan:
         local = host.succ[s]  # (n, k_s), k_{s+1} = "no successor"
         succ_all[:, a:b] = np.where(local < b1 - a1, local + a1, N)
     return KernelPlan(bounds, np.ascontiguousarray(host.pred_all, dtype=np.int64), succ_all)
-
-
-def _threads() -> int:
-    import numba
-
-    return int(numba.get_num_threads())
 
 
 class NumbaBackend(Backend):
@@ -82,23 +76,23 @@ class NumbaBackend(Backend):
             self._kplans[key] = kernel_plan(dp.host)
         return self._kplans[key]
 
-    @staticmethod
-    def _parts(B: int) -> int:
-        return max(1, min(_threads(), B))
-
     def _forward(self, cell, lay, dp, zx, p, h, c, mask=None) -> NumbaSweep:
         """Same contract as ``mdlstm.sweep_forward``: fills h, c (N+1, B, H) in place."""
         from .kernels_numba import forward_sweep
 
         kp = self._plan(dp)
         N, B, G = zx.shape
-        zx = np.ascontiguousarray(zx)
-        m = (np.ones((N, B), dtype=zx.dtype) if mask is None
-             else np.ascontiguousarray(mask[..., 0], dtype=zx.dtype))
-        act = np.empty((N, B, G), dtype=zx.dtype)
-        tanh_c = np.empty((N, B, h.shape[2]), dtype=zx.dtype)
-        forward_sweep(zx, np.ascontiguousarray(p["U"]), h, c, act, tanh_c, kp.bounds,
-                      kp.pred_all, m, self._parts(B))
+        H = h.shape[2]
+        dt = zx.dtype
+        m = (np.ones(N * B, dtype=dt) if mask is None
+             else np.ascontiguousarray(mask, dtype=dt).reshape(N * B))
+        act = np.empty((N, B, G), dtype=dt)
+        tanh_c = np.empty((N, B, H), dtype=dt)
+        # the kernel sees (cell, sample) rows: (N, B, F) -> (N·B, F), views of the same memory
+        forward_sweep(np.ascontiguousarray(zx).reshape(N * B, G), np.ascontiguousarray(p["U"]),
+                      h.reshape((N + 1) * B, H), c.reshape((N + 1) * B, H),
+                      act.reshape(N * B, G), tanh_c.reshape(N * B, H), kp.bounds, kp.pred_all,
+                      m)
         return NumbaSweep(h, c, act, tanh_c, m)
 
     def _backward(self, cell, lay, dp, dout_w, sc: NumbaSweep, p, grads, want_state,
@@ -111,12 +105,14 @@ class NumbaBackend(Backend):
         H = sc.tanh_c.shape[2]
         dt = sc.act.dtype
         dZ = np.empty((N, B, G), dtype=dt)
-        dcs = np.empty((N, B, H), dtype=dt)
+        dcs = np.empty((N * B, H), dtype=dt)
         dh0 = np.zeros((B, H), dtype=dt)
         dc0 = np.zeros((B, H), dtype=dt)
-        backward_sweep(np.ascontiguousarray(dout_w), np.ascontiguousarray(p["U"].T), sc.c,
-                       sc.act, sc.tanh_c, kp.bounds, kp.pred_all, kp.succ_all, sc.mask, dZ,
-                       dcs, dh0, dc0, bool(want_state), self._parts(B))
+        backward_sweep(np.ascontiguousarray(dout_w).reshape(N * B, H),
+                       np.ascontiguousarray(p["U"].T), sc.c.reshape((N + 1) * B, H),
+                       sc.act.reshape(N * B, G), sc.tanh_c.reshape(N * B, H), kp.bounds,
+                       kp.pred_all, kp.succ_all, sc.mask, dZ.reshape(N * B, G), dcs, dh0, dc0,
+                       bool(want_state))
         if not want_state:
             return dZ, None, None
         return dZ, dh0, dc0

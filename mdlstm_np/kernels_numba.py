@@ -40,9 +40,10 @@ in ``Backend.sigmoid``. Every constant goes through ``_like`` so float32 stays f
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit
 from numba.core import types
-from numba.extending import overload
+from numba.extending import intrinsic, overload
 
 
 def _like(x, v):
@@ -57,143 +58,209 @@ def _like_jit(x, v):
     return lambda x, v: np.float64(v)
 
 
-# tanh x = x − x³/3 + 2x⁵/15 − 17x⁷/315 + 62x⁹/2835 − 1382x¹¹/155925 + 21844x¹³/6081075 − …
-_T3, _T5, _T7 = -1.0 / 3.0, 2.0 / 15.0, -17.0 / 315.0
-_T9, _T11, _T13, _T15 = 62.0 / 2835.0, -1382.0 / 155925.0, 21844.0 / 6081075.0, \
-    -929569.0 / 638512875.0
 _LN2_HI, _LN2_LO = 0.693359375, -2.12194440054690582768e-4   # ln 2 = HI + LO, k·HI exact
 _INV_LN2 = 1.4426950408889634
 _AMAX = 40.0    # 2|x| clamp: tanh = ±1 in float64 beyond |x| ≈ 19.1
+
+
+def _pow2(kf):
+    """2^k for an integer-valued float 0 ≤ k ≤ 58, in the type of ``kf`` (pure Python)."""
+    return type(kf)(2.0 ** float(kf))
+
+
+@intrinsic
+def _pow2_bits(typingctx, kf):
+    """2^k built from its bits: exponent field = k + bias (a shift and a bitcast, vectorisable)."""
+    width, bias, shift = (32, 127, 23) if kf == types.float32 else (64, 1023, 52)
+
+    def codegen(context, builder, sig, args):
+        ity = ir.IntType(width)
+        k = builder.fptosi(args[0], ity)
+        bits = builder.shl(builder.add(k, ir.Constant(ity, bias)), ir.Constant(ity, shift))
+        return builder.bitcast(bits, args[0].type)
+    return kf(kf), codegen
+
+
+@overload(_pow2, inline="always")
+def _pow2_jit(kf):
+    return lambda kf: _pow2_bits(kf)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _em1_f32(r):
+    """e^r − 1 for |r| ≤ ln2/2: Taylor to r⁷ (truncation < 2e-8 relative, float32's ulp 6e-8)."""
+    return r * (np.float32(1.0) + r * (np.float32(1 / 2) + r * (np.float32(1 / 6) + r * (
+        np.float32(1 / 24) + r * (np.float32(1 / 120) + r * (np.float32(1 / 720) + r * (
+            np.float32(1 / 5040))))))))
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _em1_f64(r):
+    """e^r − 1 for |r| ≤ ln2/2: Taylor to r¹³ (truncation < 2e-17 relative)."""
+    return r * (1.0 + r * (1 / 2 + r * (1 / 6 + r * (1 / 24 + r * (1 / 120 + r * (1 / 720 + r * (
+        1 / 5040 + r * (1 / 40320 + r * (1 / 362880 + r * (1 / 3628800 + r * (
+            1 / 39916800 + r * (1 / 479001600 + r * (1 / 6227020800)))))))))))))
+
+
+def _em1(r):
+    """e^r − 1 for |r| ≤ ln2/2 in the type of r (pure Python; jitted through the overload)."""
+    return _em1_f32(r) if isinstance(r, np.float32) else _em1_f64(r)
+
+
+@overload(_em1, inline="always")
+def _em1_jit(r):
+    if r == types.float32:
+        return lambda r: _em1_f32(r)
+    return lambda r: _em1_f64(r)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
 def _tanh(x):
     """tanh(x) in the float type of x, a few ulp from libm's (see the module docstring)."""
     one = _like(x, 1.0)
-    ax = abs(x)
-    x2 = ax * ax
-    small = ax * (one + x2 * (_like(x, _T3) + x2 * (_like(x, _T5) + x2 * (
-        _like(x, _T7) + x2 * (_like(x, _T9) + x2 * (_like(x, _T11) + x2 * (
-            _like(x, _T13) + x2 * _like(x, _T15))))))))
-    a = min(ax + ax, _like(x, _AMAX))
+    a = abs(x) * _like(x, 2.0)
+    a = a if a < _like(x, _AMAX) else _like(x, _AMAX)  # (NaN -> AMAX; restored below)
     kf = np.floor(a * _like(x, _INV_LN2) + _like(x, 0.5))
     r = (a - kf * _like(x, _LN2_HI)) - kf * _like(x, _LN2_LO)  # e^a = 2^k e^r, |r| ≤ ln2/2
-    p = one + r * (one + r * (_like(x, 1 / 2) + r * (_like(x, 1 / 6) + r * (
-        _like(x, 1 / 24) + r * (_like(x, 1 / 120) + r * (_like(x, 1 / 720) + r * (
-            _like(x, 1 / 5040) + r * (_like(x, 1 / 40320) + r * (
-                _like(x, 1 / 362880) + r * (_like(x, 1 / 3628800) + r * (
-                    _like(x, 1 / 39916800) + r * (_like(x, 1 / 479001600) + r * _like(
-                        x, 1 / 6227020800)))))))))))))
-    two_k = one  # 2^k by its binary digits (k ≤ 58): selects only, so it vectorises
-    for bit in (32.0, 16.0, 8.0, 4.0, 2.0, 1.0):
-        take = kf >= _like(x, bit)
-        kf = kf - _like(x, bit) if take else kf
-        two_k = two_k * _like(x, 2.0 ** bit) if take else two_k
-    E = p * two_k
-    big = (E - one) / (E + one)
-    y = small if ax < _like(x, 0.125) else big
-    return -y if x < 0 else y
+    two_k = _pow2(kf)
+    em1 = two_k * _em1(r) + (two_k - one)  # e^a − 1 without cancellation
+    y = em1 / (em1 + _like(x, 2.0))  # tanh|x| = (e^{2|x|} − 1) / (e^{2|x|} + 1)
+    y = -y if x < 0 else y
+    return x if x != x else y
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
-def forward_sweep(zx, U, h, c, act, tanh_c, bounds, pred_all, mask, nparts):
-    """Steps 1b-5 over all wavefronts, in place.
+CHUNK = 8  # rows per flat loop of step 2 in forward_sweep
 
-    zx (N, B, G); U (n·H, G); h, c (N+1, B, H), row N = boundary state (read), rows < N written;
-    act (N, B, G) written: [σ(z_i) | σ(z_f1..fn) | σ(z_o) | tanh(z_g)]; tanh_c (N, B, H) written;
-    bounds (S, 2) wavefront [start, stop); pred_all (n, N) position of p⁻_d (N: boundary);
-    mask (N, B) 1/0; nparts: batch chunks run in parallel.
+
+@njit(cache=True, error_model="numpy")
+def _widest(bounds):
+    """The largest wavefront's cell count k_max."""
+    k = 0
+    for s in range(bounds.shape[0]):
+        k = max(k, bounds[s, 1] - bounds[s, 0])
+    return k
+
+
+@njit(cache=True, error_model="numpy")
+def forward_sweep(zx, U, h, c, act, tanh_c, bounds, pred_all, mask):
+    """Steps 1b-5 over all wavefronts, in place. Rows are (cell, sample) pairs: r = j·B + b.
+
+    zx (N·B, G) = x W + b; U (n·H, G); h, c ((N+1)·B, H), rows N·B… = the boundary state (read),
+    the others written; act (N·B, G) written: [σ(z_i) | σ(z_f1..fn) | σ(z_o) | tanh(z_g)];
+    tanh_c (N·B, H) written; bounds (S, 2) wavefront [start, stop) in cells; pred_all (n, N)
+    cell position of p⁻_d (N: the boundary); mask (N·B,) 1 inside a sample's box, else 0.
     """
-    N, B, G = zx.shape
-    H = h.shape[2]
-    n = pred_all.shape[0]
-    nsig = (n + 2) * H
-    half = _like(zx[0, 0, 0], 0.5)
-    for part in prange(nparts):
-        b_lo, b_hi = part * B // nparts, (part + 1) * B // nparts
-        z = np.empty(G, dtype=zx.dtype)
-        for s in range(bounds.shape[0]):
-            for j in range(bounds[s, 0], bounds[s, 1]):
-                for bb in range(b_lo, b_hi):
-                    for gi in range(G):  # 1b. z = zx(p) + Σ_d h(p⁻_d) U_d
-                        z[gi] = zx[j, bb, gi]
-                    for d in range(n):
-                        q = pred_all[d, j]
-                        for k in range(H):
-                            hk = h[q, bb, k]
-                            for gi in range(G):
-                                z[gi] += hk * U[d * H + k, gi]
-                    a = act[j, bb]
-                    for gi in range(nsig):  # 2. i, f_1..f_n, o = σ(z)
-                        a[gi] = _tanh(z[gi] * half) * half + half
-                    for gi in range(nsig, G):  # 2. g = tanh(z_g)
-                        a[gi] = _tanh(z[gi])
-                    m = mask[j, bb]
+    NB, G = zx.shape
+    H = h.shape[1]
+    n, N = pred_all.shape
+    B = NB // N
+    one = _like(zx[0, 0], 1.0)
+    kB = _widest(bounds) * B
+    hp = np.empty((kB, n, H), dtype=zx.dtype)  # [h(p⁻_1) | … | h(p⁻_n)] of one wavefront
+    hp2 = hp.reshape(kB, n * H)
+    zr = np.empty((kB, G), dtype=zx.dtype)     # its recurrent part Σ_d h(p⁻_d) U_d
+    A = act.reshape(NB, n + 3, H)              # gate q of row r: A[r, q] (I, F + d, O, GG)
+    I, F, O, GG = 0, 1, n + 1, n + 2
+    # Step 2 runs as one flat loop over CHUNK rows at a time: act = tanh(z·w)·w + (1 − w) with
+    # w = 1/2 on the σ gates (σ(z) = tanh(z/2)/2 + 1/2, as Backend.sigmoid) and w = 1 on g
+    # (then it is exactly tanh(z)).
+    w = np.ones((CHUNK, n + 3, H), dtype=zx.dtype)
+    w[:, :GG, :] = _like(one, 0.5)
+    wf = w.reshape(CHUNK * G)
+    zxf, zrf, actf = zx.reshape(NB * G), zr.reshape(kB * G), act.reshape(NB * G)
+    for s in range(bounds.shape[0]):
+        a, b = bounds[s, 0], bounds[s, 1]
+        r0, rows = a * B, (b - a) * B
+        for j in range(a, b):  # 1b. gather the predecessors' h into one (k·B, n·H) block
+            for d in range(n):
+                q = pred_all[d, j] * B
+                for bb in range(B):
                     for k in range(H):
-                        ck = a[k] * a[nsig + k]  # 3. c = i ⊙ g + Σ_d f_d ⊙ c(p⁻_d)
-                        for d in range(n):
-                            ck = ck + a[(1 + d) * H + k] * c[pred_all[d, j], bb, k]
-                        tc = _tanh(ck)  # 4. h = o ⊙ tanh(c)
-                        tanh_c[j, bb, k] = tc
-                        h[j, bb, k] = a[(n + 1) * H + k] * tc * m  # 5. masked cells: zero
-                        c[j, bb, k] = ck * m
+                        hp[(j - a) * B + bb, d, k] = h[q + bb, k]
+        np.dot(hp2[:rows], U, zr[:rows])  # 1b. Σ_d h(p⁻_d) U_d: one GEMM (k·B, n·H)·(n·H, G)
+        for rc in range(0, rows, CHUNK):  # 1b. z = zx + h U;  2. σ(z_i, z_fd, z_o), tanh(z_g)
+            e0, ne = (r0 + rc) * G, min(CHUNK, rows - rc) * G
+            xf, zf, af = zxf[e0:e0 + ne], zrf[rc * G:rc * G + ne], actf[e0:e0 + ne]
+            for e in range(ne):
+                af[e] = _tanh((xf[e] + zf[e]) * wf[e]) * wf[e] + (one - wf[e])
+        for r in range(r0, r0 + rows):
+            j = r // B
+            bb = r - j * B
+            for k in range(H):  # 3. c = i ⊙ g ...
+                c[r, k] = A[r, I, k] * A[r, GG, k]
+            for d in range(n):  # 3. ... + f_d ⊙ c(p⁻_d)
+                q = pred_all[d, j] * B + bb
+                for k in range(H):
+                    c[r, k] = c[r, k] + A[r, F + d, k] * c[q, k]
+            m = mask[r]
+            for k in range(H):  # 4. h = o ⊙ tanh(c);  5. masked cells keep zero state
+                tc = _tanh(c[r, k])
+                tanh_c[r, k] = tc
+                h[r, k] = A[r, O, k] * tc * m
+                c[r, k] = c[r, k] * m
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def backward_sweep(dout, UT, c, act, tanh_c, bounds, pred_all, succ_all, mask, dZ, dcs,
-                   dh0, dc0, want_state, nparts):
-    """Mirror of ``forward_sweep``: fills dZ (N, B, G) and, with want_state, dh0, dc0 (B, H).
+                   dh0, dc0, want_state):
+    """Mirror of ``forward_sweep``: fills dZ (N·B, G) and, with want_state, adds into dh0, dc0.
 
-    dout (N, B, H) ∂L/∂h from the layer's output; UT (G, n·H) = Uᵀ contiguous; c, act, tanh_c
-    from the forward sweep; succ_all (n, N) position of p⁺_d (N: outside the grid);
-    dcs (N, B, H) scratch: ∂L/∂c(p) after step 4b, pulled by the predecessors.
+    dout (N·B, H) ∂L/∂h from the layer's output; UT (G, n·H) = Uᵀ contiguous; c, act, tanh_c
+    from the forward sweep; succ_all (n, N) cell position of p⁺_d (N: outside the grid);
+    dcs (N·B, H) scratch: ∂L/∂c(p) after step 4b, pulled by the predecessors; dh0, dc0 (B, H).
     """
-    N, B, G = dZ.shape
-    H = dout.shape[2]
-    n = pred_all.shape[0]
-    nsig = (n + 2) * H
-    one = _like(dout[0, 0, 0], 1.0)
-    for part in prange(nparts):
-        b_lo, b_hi = part * B // nparts, (part + 1) * B // nparts
-        dh = np.empty(H, dtype=dout.dtype)
-        dc = np.empty(H, dtype=dout.dtype)
-        for s in range(bounds.shape[0] - 1, -1, -1):
-            for j in range(bounds[s, 0], bounds[s, 1]):
-                for bb in range(b_lo, b_hi):
+    NB, G = dZ.shape
+    H = dout.shape[1]
+    n, N = pred_all.shape
+    B = NB // N
+    one = _like(dout[0, 0], 1.0)
+    kB = _widest(bounds) * B
+    dhp = np.empty((kB, n, H), dtype=dout.dtype)  # dz Uᵀ of wavefront s + 1, then of s
+    dhp2 = dhp.reshape(kB, n * H)
+    dh = np.empty(H, dtype=dout.dtype)
+    dc = np.empty(H, dtype=dout.dtype)
+    A = act.reshape(NB, n + 3, H)
+    D = dZ.reshape(NB, n + 3, H)
+    I, F, O, GG = 0, 1, n + 1, n + 2
+    S = bounds.shape[0]
+    for s in range(S - 1, -1, -1):
+        a, b = bounds[s, 0], bounds[s, 1]
+        a1 = bounds[s + 1, 0] if s + 1 < S else N  # first cell of wavefront s + 1
+        r0, rows = a * B, (b - a) * B
+        for r in range(r0, r0 + rows):
+            j = r // B
+            bb = r - j * B
+            for k in range(H):
+                dh[k] = dout[r, k]
+                dc[k] = 0
+            for d in range(n):  # pull from the successors p⁺_d (wavefront s + 1)
+                q = succ_all[d, j]
+                if q < N:
+                    ql, qr = (q - a1) * B + bb, q * B + bb  # its row in dhp, its global row
                     for k in range(H):
-                        dh[k] = dout[j, bb, k]
-                        dc[k] = 0
-                    for d in range(n):  # 1b-b. pull from the successors p⁺_d
-                        q = succ_all[d, j]
-                        if q < N:
-                            for gi in range(G):  # dh += [dz(p⁺_d) Uᵀ]_d
-                                v = dZ[q, bb, gi]
-                                for k in range(H):
-                                    dh[k] += v * UT[gi, d * H + k]
-                            for k in range(H):  # dc += dc(p⁺_d) ⊙ f_d(p⁺_d)
-                                dc[k] += dcs[q, bb, k] * act[q, bb, (1 + d) * H + k]
-                    m = mask[j, bb]
-                    a = act[j, bb]
-                    dz = dZ[j, bb]
-                    for k in range(H):
-                        dhk = dh[k] * m  # 5b. masked cells pass no gradient
-                        tc = tanh_c[j, bb, k]
-                        o = a[(n + 1) * H + k]
-                        dz[(n + 1) * H + k] = dhk * tc * o * (one - o)  # 4b. do; 2b. σ'
-                        dck = dc[k] * m + dhk * o * (one - tc * tc)  # 4b. dc += dh ⊙ o ⊙ tanh'
-                        dcs[j, bb, k] = dck
-                        i, g = a[k], a[nsig + k]
-                        dz[k] = dck * g * i * (one - i)  # 3b. di = dc ⊙ g; 2b. σ'
-                        dz[nsig + k] = dck * i * (one - g * g)  # 3b. dg = dc ⊙ i; 2b. tanh'
-                        for d in range(n):  # 3b. df_d = dc ⊙ c(p⁻_d); 2b. σ'
-                            f = a[(1 + d) * H + k]
-                            dz[(1 + d) * H + k] = dck * c[pred_all[d, j], bb, k] * f * (one - f)
-                    if want_state:  # shares of predecessors outside the grid: initial state
-                        for d in range(n):
-                            if pred_all[d, j] == N:
-                                for gi in range(G):
-                                    v = dz[gi]
-                                    for k in range(H):
-                                        dh0[bb, k] += v * UT[gi, d * H + k]
-                                for k in range(H):
-                                    dc0[bb, k] += dcs[j, bb, k] * a[(1 + d) * H + k]
+                        dh[k] += dhp[ql, d, k]  # ∂L/∂h += [dz(p⁺_d) Uᵀ]_d
+                        dc[k] += dcs[qr, k] * A[qr, F + d, k]  # ∂L/∂c += dc(p⁺_d) ⊙ f_d(p⁺_d)
+            m = mask[r]
+            for k in range(H):
+                dhk = dh[k] * m  # 5b. masked cells pass no gradient
+                tc, o, i, g = tanh_c[r, k], A[r, O, k], A[r, I, k], A[r, GG, k]
+                D[r, O, k] = dhk * tc * o * (one - o)  # 4b. do = dh ⊙ tanh(c); 2b. σ'
+                dck = dc[k] * m + dhk * o * (one - tc * tc)  # 4b. dc += dh ⊙ o ⊙ (1 − tanh²c)
+                dcs[r, k] = dck
+                D[r, I, k] = dck * g * i * (one - i)  # 3b. di = dc ⊙ g; 2b. σ'
+                D[r, GG, k] = dck * i * (one - g * g)  # 3b. dg = dc ⊙ i; 2b. tanh'
+            for d in range(n):  # 3b. df_d = dc ⊙ c(p⁻_d); 2b. σ'
+                q = pred_all[d, j] * B + bb
+                for k in range(H):
+                    f = A[r, F + d, k]
+                    D[r, F + d, k] = dcs[r, k] * c[q, k] * f * (one - f)
+        np.dot(dZ[r0:r0 + rows], UT, dhp2[:rows])  # 1b-b. dh_prev = dz Uᵀ: one GEMM
+        if want_state:  # shares of predecessors outside the grid go to the initial state
+            for r in range(r0, r0 + rows):
+                j = r // B
+                bb = r - j * B
+                for d in range(n):
+                    if pred_all[d, j] == N:
+                        for k in range(H):
+                            dh0[bb, k] += dhp[r - r0, d, k]
+                            dc0[bb, k] += dcs[r, k] * A[r, F + d, k]
