@@ -146,6 +146,25 @@ def _smallest_ln_spread(cache):
                      for st_ in steps)
 
 
+def _non_degenerate_seed_draw(layer, shape, rng, min_spread=0.2, tries=50):
+    """(params, x) for the seed's cell with every LN spread s ≥ min_spread, or None.
+
+    Inputs ~ N(0, 1), weights ~ U(±2), gate gains ~ U(1, 2), non-zero shifts; redrawn until
+    the smallest s = sqrt(var + ε) over all LNs of all cells is ≥ min_spread (~5 draws)."""
+    for _ in range(tries):
+        x = rng.standard_normal(shape)
+        p = layer.init_params(rng)
+        p["W"] = rng.uniform(-2, 2, p["W"].shape)
+        p["U"] = rng.uniform(-2, 2, p["U"].shape)
+        p["ln_gain"] = rng.uniform(1, 2, p["ln_gain"].shape)
+        p["ln_shift"] = rng.uniform(-1, 1, p["ln_shift"].shape)
+        p["ln_c_gain"] = rng.uniform(0.5, 1.5, p["ln_c_gain"].shape)
+        p["ln_c_shift"] = rng.uniform(-0.5, 0.5, p["ln_c_shift"].shape)
+        if _smallest_ln_spread(layer.forward(p, x)[1]) >= min_spread:
+            return p, x
+    return None
+
+
 @pytest.mark.slow
 @given(n=st.sampled_from([1, 2, 3]),
        sides=st.lists(st.integers(1, 3), min_size=3, max_size=3)
@@ -153,17 +172,18 @@ def _smallest_ln_spread(cache):
        batch=st.integers(1, 2), channels=st.integers(1, 2), hidden=st.integers(3, 4),
        seed=st.integers(0, 2**31 - 1))
 def test_seed_ln_gradients_per_element_non_degenerate(n, sides, batch, channels, hidden, seed):
-    """The seed's formulation (ε = 1e-5), away from its degenerate points: inputs ~ N(0, 1),
-    weights ~ U(±1), non-zero shifts, and (assume) every LN of every cell sees a spread
-    s ≥ 0.1, so the step 1e-3 is small on the scale where the derivative varies."""
+    """The seed's formulation (ε = 1e-5), away from its degenerate points.
+
+    Candidly: "non-degenerate" has to be enforced. Even on random N(0, 1) inputs a few of the
+    hundreds of H-vectors a small grid normalises have a spread of ~0.01, where the seed's LN
+    varies on the scale of the FD step and the check reads 1e-5…1e-3. The fixed cell needs no
+    such care (test_fixed_ln_gradients_per_element draws anything, zeros included). Step
+    5e-4: the seed's derivatives vary faster, so truncation, not rounding, limits the check."""
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((batch, *sides[:n], channels))
     layer = MDLSTM(channels, hidden, n, ln="seed")
-    params = _perturbed(layer.init_params(rng), rng)
-    params["W"] = rng.uniform(-1, 1, params["W"].shape)
-    params["U"] = rng.uniform(-1, 1, params["U"].shape)
-    assume(_smallest_ln_spread(layer.forward(params, x)[1]) >= 0.1)
-    errors = check_layer(layer, params, x, rng)
+    draw = _non_degenerate_seed_draw(layer, (batch, *sides[:n], channels), rng)
+    assume(draw is not None)
+    errors = check_layer(layer, *draw, rng, h=5e-4)
     assert max(errors.values()) <= TOL, errors
 
 

@@ -122,7 +122,8 @@ def test_fixed_ln_fd_all_zero_input_initial_parameters(ndim, rng):
     assert max(errors.values()) <= TOL, errors
 
 
-@pytest.mark.parametrize("ndim, shape, box", [(1, (1, 5, 1), 2), (2, (1, 4, 4, 1), 2)])
+@pytest.mark.parametrize("ndim, shape, box", [
+    (1, (1, 5, 1), 2), pytest.param(2, (1, 4, 4, 1), 2, marks=pytest.mark.slow)])
 def test_fixed_ln_fd_zero_corners_every_direction(ndim, shape, box, rng):
     """All 2ⁿ scan directions, each starting in a zero corner: per element, ≤ 1e-6."""
     layer = MultiDirectionalMDLSTM(1, 2, ndim, ln=True)
