@@ -8,7 +8,8 @@ What is timed (median and IQR over --repeats runs after one warm-up run; the war
 over the median is reported as compile_s, the JIT compile / first-call cost):
   fwd    MDLSTM.forward
   fwdbwd MDLSTM.forward + backward
-  train  MD_LSTM model (MDLSTM + DenseSigmoid head) forward, MSE loss, backward, Adam step
+  train  MD_LSTM model (MDLSTM with Graves' plain cell, ln=False, + DenseSigmoid head) forward,
+         MSE loss, backward, Adam step
   (reference: the cell-by-cell forward of reference.py, small grids only)
 
 FLOP count (multiply-add = 2 FLOPs; elementwise gate math not counted), per cell and sample,
@@ -34,8 +35,10 @@ import io
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 import tracemalloc
 
@@ -53,7 +56,9 @@ CONFIGS = {  # name: (side, batch, hidden, channels)
 }
 SWEEP_SIDES = (8, 16, 32, 64, 128, 256)
 SWEEP_BATCH, SWEEP_HIDDEN = 8, 16
+SWEEP_NUMPY_MAX = 64  # the numpy backend joins the sweep up to this side (it is the slow one)
 REFERENCE_MAX_CELLS = 32 * 32
+FLAT_FROM = 32  # per-cell flatness is judged on sweep sides >= this
 
 
 # --------------------------------------------------------------------------- timing
@@ -100,6 +105,36 @@ def matmul_peak(dtype: str, size: int, repeats: int = 5) -> float:
     return 2.0 * size ** 3 / best / 1e9
 
 
+def jit_compile_seconds(dtype: str):
+    """(cold, cached): seconds to build and run a tiny numba forward+backward in a fresh process,
+    first with an empty numba cache (the compile), then again from the cache it left (the load).
+    Subprocesses, so this run's own warm kernels do not hide the cost. None when numba fails."""
+    code = textwrap.dedent(f"""
+        import time
+        t0 = time.perf_counter()
+        import numpy as np
+        from mdlstm_np.mdlstm import MDLSTM
+        layer = MDLSTM(1, 2, ndim=2, backend="numba", dtype="{dtype}")
+        p = layer.init_params(np.random.default_rng(0))
+        out, cache = layer.forward(p, np.ones((2, 3, 3, 1), dtype="{dtype}"))
+        layer.backward(out, cache)
+        print("SECONDS", time.perf_counter() - t0)
+    """)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = []
+    with tempfile.TemporaryDirectory() as cache_dir:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir,
+                   PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+        for _ in range(2):
+            res = subprocess.run([sys.executable, "-c", code], env=env, cwd=root,
+                                 capture_output=True, text=True, timeout=600)
+            lines = [ln for ln in res.stdout.splitlines() if ln.startswith("SECONDS")]
+            if res.returncode != 0 or not lines:
+                return None
+            out.append(float(lines[-1].split()[1]))
+    return tuple(out)
+
+
 def flops_per_cell(kind: str, C: int, H: int, n: int = 2) -> float:
     G = (n + 3) * H
     if kind in ("fwd", "reference"):
@@ -141,7 +176,9 @@ def train_step(be, side, B, H, C, dtype, x, rng):
     from mdlstm_np.models import build_model
     from mdlstm_np.optim import Adam
 
-    model = build_model("MD_LSTM", in_channels=C, hidden=H, backend=be, dtype=dtype)
+    # Graves' plain cell (ln=False): the cell the numba hot loop covers. The model's default,
+    # the layer-normalised cell, runs the reference sweep on every backend.
+    model = build_model("MD_LSTM", in_channels=C, hidden=H, backend=be, dtype=dtype, ln=False)
     params = model.init_params(rng)
     opt = Adam(params, lr=1e-3)
     t = be.asarray((rng.random((B, side, side, 1)) < 0.5).astype(dtype), dtype=dtype)
@@ -180,10 +217,16 @@ def plan_runs(configs, quick):
     return runs
 
 
-def get_backends(names):
+def get_backends(names, numba_threads=1):
     out = []
     for name in names:
         try:
+            if name == "numba":
+                get_backend("numba")  # raises when numba is missing
+                from mdlstm_np.backend_numba import NumbaBackend
+
+                out.append(NumbaBackend(threads=numba_threads))
+                continue
             out.append(get_backend(name))
         except Exception as e:  # noqa: BLE001 - a missing optional backend is reported, not fatal
             print(f"# backend {name}: skipped ({type(e).__name__}: {e})", file=sys.stderr)
@@ -196,15 +239,22 @@ def run(args):
         if c not in CONFIGS and c != "sweep":
             raise ValueError(f"--configs: expected names from {', '.join([*CONFIGS, 'sweep'])}, "
                              f"got {c!r}")
-    backends = get_backends(args.backends.split(","))
+    backends = get_backends(args.backends.split(","), args.numba_threads)
     peak = matmul_peak(args.dtype, 1024 if args.quick else 2048)
     print(f"# matmul peak ({args.dtype} GEMM, this run): {peak:.1f} GFLOP/s; "
           f"{os.cpu_count()} CPUs; numpy {np.__version__}; OPENBLAS_CORETYPE="
-          f"{os.environ.get('OPENBLAS_CORETYPE', '')}")
+          f"{os.environ.get('OPENBLAS_CORETYPE', '')}; OPENBLAS_NUM_THREADS="
+          f"{os.environ.get('OPENBLAS_NUM_THREADS', '')}")
+    for be in backends:
+        if be.name == "numba":
+            print(f"# numba backend: {be.threads} sweep thread(s) (batch chunks, for sweeps of "
+                  f">= {be.min_work} gate values N·B·G); SciPy's OpenBLAS on 1 thread")
     rows = []
     for name, side, B, H, C, kinds in plan_runs(configs, args.quick):
         cells = side * side * B
         for be in backends:
+            if name.startswith("sweep") and be.name == "numpy" and side > SWEEP_NUMPY_MAX:
+                continue
             ks = list(kinds)
             if be is backends[0] and cells // B <= REFERENCE_MAX_CELLS:
                 ks.append("reference")
@@ -242,29 +292,53 @@ def format_row(r) -> str:
             f"{r['cells_per_s'] / 1e6:>10.2f}{r['gflops']:>9.2f}{r['x_floor']:>9.1f}{mem:>8}")
 
 
-def summary(rows):
-    """Lines on the issue's targets (numba backend)."""
-    def med(config, kind, backend="numba"):
+def flatness(rows, kind="fwdbwd", backend="numba"):
+    """(max/min of ns per cell over sweep sides >= FLAT_FROM, {side: ns/cell}) or (None, {})."""
+    sweep = {r["side"]: r["ns_per_cell"] for r in rows
+             if r["config"].startswith("sweep") and r["kind"] == kind
+             and r["backend"] == backend}
+    flat = [v for k, v in sweep.items() if k >= FLAT_FROM]
+    if len(flat) < 2:
+        return None, sweep
+    return max(flat) / min(flat), sweep
+
+
+def targets(rows):
+    """The issue's four targets (numba backend): [(name, measured, limit, unit, passed)]."""
+    def find(config, kind, backend="numba"):
         for r in rows:
             if (r["config"], r["kind"], r["backend"]) == (config, kind, backend):
                 return r
         return None
 
-    lines = []
-    s, m, big = med("S", "train"), med("M", "train"), med("L", "fwdbwd")
+    out = []
+    s, m, big = find("S", "train"), find("M", "train"), find("L", "fwdbwd")
     if s:
-        lines.append(f"S train step {s['median_s'] * 1e3:.2f} ms (target <= 1 ms)")
+        out.append(("S train step", s["median_s"] * 1e3, 1.0, "ms", s["median_s"] * 1e3 <= 1.0))
     if m:
-        lines.append(f"M train step {m['median_s'] * 1e3:.2f} ms (target <= 10 ms)")
+        out.append(("M train step", m["median_s"] * 1e3, 10.0, "ms",
+                    m["median_s"] * 1e3 <= 10.0))
     if big:
-        lines.append(f"L fwd+bwd {big['x_floor']:.1f}x the FLOP floor (target <= 4x)")
-    sweep = {r["side"]: r["ns_per_cell"] for r in rows
-             if r["config"].startswith("sweep") and r["kind"] == "fwdbwd"
-             and r["backend"] == "numba"}
-    flat = [sweep[k] for k in sweep if k >= 32]
-    if len(flat) >= 2:
-        lines.append(f"sweep fwd+bwd ns/cell from 32 to {max(k for k in sweep)}: "
-                     f"max/min = {max(flat) / min(flat):.2f} (target <= 2)")
+        out.append(("L fwd+bwd / FLOP floor", big["x_floor"], 4.0, "x", big["x_floor"] <= 4.0))
+    ratio, sweep = flatness(rows)
+    if ratio is not None:
+        out.append((f"ns/cell max/min, sides {FLAT_FROM}..{max(sweep)}", ratio, 2.0, "x",
+                    ratio <= 2.0))
+    return out
+
+
+def summary(rows):
+    """Lines: the per-cell cost along the sweep, then the targets with PASS/FAIL."""
+    lines = []
+    for kind in ("fwd", "fwdbwd"):
+        ratio, sweep = flatness(rows, kind)
+        if sweep:
+            cells = "  ".join(f"{k}:{v:.0f}" for k, v in sorted(sweep.items()))
+            flat = "" if ratio is None else f"  (max/min for sides >= {FLAT_FROM}: {ratio:.2f})"
+            lines.append(f"sweep numba {kind} ns/cell by side  {cells}{flat}")
+    for name, value, limit, unit, ok in targets(rows):
+        lines.append(f"target {name:<34} {value:8.2f} {unit:<2} (<= {limit:g} {unit})  "
+                     f"{'PASS' if ok else 'FAIL'}")
     return lines
 
 
@@ -282,7 +356,7 @@ def write_atomic(path, text):
         raise
 
 
-def save(rows, peak, args):
+def save(rows, peak, args, extra):
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(rows[0]))
     w.writeheader()
@@ -293,7 +367,7 @@ def save(rows, peak, args):
                 machine=platform.machine(), processor=platform.processor(),
                 python=platform.python_version(), numpy=np.__version__,
                 loadavg=os.getloadavg() if hasattr(os, "getloadavg") else None,
-                argv=sys.argv[1:])
+                argv=sys.argv[1:], **extra)
     write_atomic(os.path.join(args.out, f"bench-{stamp}.json"),
                  json.dumps(dict(meta=meta, rows=rows), indent=1))
     return stamp
@@ -307,23 +381,36 @@ def main(argv=None):
     ap.add_argument("--configs", default="S,M,L,sweep", help="comma list of S, M, L, XL, sweep")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--repeats", type=int, default=9, help="timed runs per measurement")
-    ap.add_argument("--budget", type=float, default=20.0,
+    ap.add_argument("--budget", type=float, default=8.0,
                     help="seconds per measurement; slow cases get fewer repeats (min 3)")
     ap.add_argument("--out", default=os.path.join("benchmarks", "results"))
     ap.add_argument("--quick", action="store_true", help="smoke run: S and sweep 8..32, 3 repeats")
+    ap.add_argument("--numba-threads", type=int, default=1,
+                    help="batch chunks the numba sweep runs side by side (default 1)")
+    ap.add_argument("--no-compile", action="store_true",
+                    help="skip the cold numba compile measurement (two subprocesses, ~20 s)")
     args = ap.parse_args(argv)
     if args.repeats < 1:
         raise ValueError(f"--repeats: expected a positive int, got {args.repeats}")
     if args.quick:
         args.configs, args.repeats = "S,sweep", min(args.repeats, 3)
     print(f"# loadavg before: {os.getloadavg()}")
+    extra = {}
+    if "numba" in args.backends.split(",") and not args.no_compile:
+        jit = jit_compile_seconds(args.dtype)
+        if jit is not None:
+            extra["jit_cold_s"], extra["jit_cached_s"] = jit
+            print(f"# numba JIT ({args.dtype}, fresh process, tiny fwd+bwd incl. imports): "
+                  f"{jit[0]:.1f} s with an empty cache (compile), {jit[1]:.1f} s from the cache")
     print(HEADER)
     rows, peak = run(args)
-    for line in summary(rows):
+    lines = summary(rows)
+    for line in lines:
         print("# " + line)
     print(f"# loadavg after: {os.getloadavg()}")
     if rows:
-        stamp = save(rows, peak, args)
+        extra["summary"] = lines
+        stamp = save(rows, peak, args, extra)
         print(f"# wrote {args.out}/bench-{stamp}.csv and .json")
 
 

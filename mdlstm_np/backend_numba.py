@@ -12,6 +12,10 @@ tanh(c) (H): (n + 6)·H numbers, like the reference's step caches, in three flat
 
 from __future__ import annotations
 
+import ctypes
+import glob
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -51,14 +55,65 @@ def kernel_plan(host) -> KernelPlan:
     return KernelPlan(bounds, np.ascontiguousarray(host.pred_all, dtype=np.int64), succ_all)
 
 
+_blas_done = False
+
+
+def _scipy_blas_one_thread():
+    """Put SciPy's bundled OpenBLAS (the BLAS numba's np.dot calls) on one thread, once.
+
+    The per-wavefront GEMMs are small ((k·B, n·H)·(n·H, G)); OpenBLAS splitting each of them
+    over threads made the L sweep ~20× slower on this 2-core machine (thread hand-offs per
+    call), and switching the count back and forth around every sweep was worse still (~15× on
+    a whole training step). So it is set once, for the process: scipy.linalg calls made in the
+    same process then run single-threaded too. NumPy's own OpenBLAS (the layer's big
+    whole-grid matmuls) is a different library and is left alone. No-op when SciPy's BLAS is
+    not the bundled OpenBLAS (then nothing is known about its threads).
+    """
+    global _blas_done
+    if _blas_done:
+        return
+    _blas_done = True
+    try:
+        import scipy
+
+        libs = os.path.join(os.path.dirname(os.path.dirname(scipy.__file__)), "scipy.libs")
+        for path in glob.glob(os.path.join(libs, "libscipy_openblas*")):
+            ctypes.CDLL(path).scipy_openblas_set_num_threads(1)
+            break
+    except (ImportError, OSError, AttributeError):
+        pass
+
+
+_pool = None
+
+
+def _executor(workers: int) -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None or _pool._max_workers < workers:
+        _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mdlstm-numba")
+    return _pool
+
+
 class NumbaBackend(Backend):
-    """The numpy backend whose Graves MD-LSTM sweep runs in a numba-jitted kernel."""
+    """The numpy backend whose Graves MD-LSTM sweep runs in a numba-jitted kernel.
+
+    threads : batch chunks run side by side (Python threads; the kernels release the GIL).
+        Default 1: on this 2-core machine a second sweep thread competes with NumPy's
+        OpenBLAS threads (which spin after each call) and with other processes, and no win
+        could be shown; try ``NumbaBackend(threads=2)`` (``--numba-threads 2`` in the
+        benchmark) on a quiet machine with more cores.
+    min_work : sweeps with fewer than this many gate values N·B·G run on one thread (a thread
+        hand-off costs ~50 µs; at 8×8, B 16, H 16 the whole sweep takes ~300 µs).
+    """
 
     name = "numba"
 
-    def __init__(self):
+    def __init__(self, threads=1, min_work=1 << 18):
         super().__init__(np)
         self._kplans = {}
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads: expected a positive int, got {threads!r}")
+        self.threads, self.min_work = threads, int(min_work)
 
     def hot_loop(self, direction: str, cell, masked: bool = False):
         """The jitted sweep for ``type(cell) is GravesCell`` (masked or not), else None."""
@@ -76,6 +131,20 @@ class NumbaBackend(Backend):
             self._kplans[key] = kernel_plan(dp.host)
         return self._kplans[key]
 
+    def _run(self, kernel, args, N, B, G):
+        """kernel(*args, b_lo, b_hi) over batch chunks: one per thread when the sweep is big."""
+        t = min(self.threads, B) if N * B * G >= self.min_work else 1
+        cuts = [i * B // t for i in range(t + 1)]
+        _scipy_blas_one_thread()
+        if t == 1:
+            kernel(*args, 0, B)
+            return
+        rest = [_executor(t - 1).submit(kernel, *args, cuts[i], cuts[i + 1])
+                for i in range(1, t)]
+        kernel(*args, cuts[0], cuts[1])
+        for f in rest:
+            f.result()
+
     def _forward(self, cell, lay, dp, zx, p, h, c, mask=None) -> NumbaSweep:
         """Same contract as ``mdlstm.sweep_forward``: fills h, c (N+1, B, H) in place."""
         from .kernels_numba import forward_sweep
@@ -86,13 +155,17 @@ class NumbaBackend(Backend):
         dt = zx.dtype
         m = (np.ones(N * B, dtype=dt) if mask is None
              else np.ascontiguousarray(mask, dtype=dt).reshape(N * B))
-        act = np.empty((N, B, G), dtype=dt)
+        # zx is consumed: the kernel overwrites it with the gate activations (the layer builds
+        # zx for the sweep and keeps only the sweep's cache, so no (N, B, G) copy is needed).
+        act = np.ascontiguousarray(zx)
+        if not act.flags.writeable:
+            act = act.copy()
         tanh_c = np.empty((N, B, H), dtype=dt)
         # the kernel sees (cell, sample) rows: (N, B, F) -> (N·B, F), views of the same memory
-        forward_sweep(np.ascontiguousarray(zx).reshape(N * B, G), np.ascontiguousarray(p["U"]),
-                      h.reshape((N + 1) * B, H), c.reshape((N + 1) * B, H),
-                      act.reshape(N * B, G), tanh_c.reshape(N * B, H), kp.bounds, kp.pred_all,
-                      m)
+        args = (act.reshape(N * B, G), np.ascontiguousarray(p["U"]),
+                h.reshape((N + 1) * B, H), c.reshape((N + 1) * B, H),
+                tanh_c.reshape(N * B, H), kp.bounds, kp.pred_all, m)
+        self._run(forward_sweep, args, N, B, G)
         return NumbaSweep(h, c, act, tanh_c, m)
 
     def _backward(self, cell, lay, dp, dout_w, sc: NumbaSweep, p, grads, want_state,
@@ -108,11 +181,11 @@ class NumbaBackend(Backend):
         dcs = np.empty((N * B, H), dtype=dt)
         dh0 = np.zeros((B, H), dtype=dt)
         dc0 = np.zeros((B, H), dtype=dt)
-        backward_sweep(np.ascontiguousarray(dout_w).reshape(N * B, H),
-                       np.ascontiguousarray(p["U"].T), sc.c.reshape((N + 1) * B, H),
-                       sc.act.reshape(N * B, G), sc.tanh_c.reshape(N * B, H), kp.bounds,
-                       kp.pred_all, kp.succ_all, sc.mask, dZ.reshape(N * B, G), dcs, dh0, dc0,
-                       bool(want_state))
+        args = (np.ascontiguousarray(dout_w).reshape(N * B, H), np.ascontiguousarray(p["U"].T),
+                sc.c.reshape((N + 1) * B, H), sc.act.reshape(N * B, G),
+                sc.tanh_c.reshape(N * B, H), kp.bounds, kp.pred_all, kp.succ_all, sc.mask,
+                dZ.reshape(N * B, G), dcs, dh0, dc0, bool(want_state))
+        self._run(backward_sweep, args, N, B, G)
         if not want_state:
             return dZ, None, None
         return dZ, dh0, dc0

@@ -86,7 +86,7 @@ def _pow2_jit(kf):
     return lambda kf: _pow2_bits(kf)
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _em1_f32(r):
     """e^r − 1 for |r| ≤ ln2/2: Taylor to r⁷ (truncation < 2e-8 relative, float32's ulp 6e-8)."""
     return r * (np.float32(1.0) + r * (np.float32(1 / 2) + r * (np.float32(1 / 6) + r * (
@@ -94,7 +94,7 @@ def _em1_f32(r):
             np.float32(1 / 5040))))))))
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _em1_f64(r):
     """e^r − 1 for |r| ≤ ln2/2: Taylor to r¹³ (truncation < 2e-17 relative)."""
     return r * (1.0 + r * (1 / 2 + r * (1 / 6 + r * (1 / 24 + r * (1 / 120 + r * (1 / 720 + r * (
@@ -114,7 +114,7 @@ def _em1_jit(r):
     return lambda r: _em1_f64(r)
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _tanh(x):
     """tanh(x) in the float type of x, a few ulp from libm's (see the module docstring)."""
     one = _like(x, 1.0)
@@ -129,10 +129,7 @@ def _tanh(x):
     return x if x != x else y
 
 
-CHUNK = 8  # rows per flat loop of step 2 in forward_sweep
-
-
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _widest(bounds):
     """The largest wavefront's cell count k_max."""
     k = 0
@@ -141,126 +138,133 @@ def _widest(bounds):
     return k
 
 
-@njit(cache=True, error_model="numpy")
-def forward_sweep(zx, U, h, c, act, tanh_c, bounds, pred_all, mask):
-    """Steps 1b-5 over all wavefronts, in place. Rows are (cell, sample) pairs: r = j·B + b.
+@njit(cache=True, nogil=True, error_model="numpy")
+def forward_sweep(zx, U, h, c, tanh_c, bounds, pred_all, mask, b_lo, b_hi):
+    """Steps 1b-5 over all wavefronts for samples b_lo ≤ b < b_hi, in place.
 
-    zx (N·B, G) = x W + b; U (n·H, G); h, c ((N+1)·B, H), rows N·B… = the boundary state (read),
-    the others written; act (N·B, G) written: [σ(z_i) | σ(z_f1..fn) | σ(z_o) | tanh(z_g)];
-    tanh_c (N·B, H) written; bounds (S, 2) wavefront [start, stop) in cells; pred_all (n, N)
-    cell position of p⁻_d (N: the boundary); mask (N·B,) 1 inside a sample's box, else 0.
+    Rows are (cell, sample) pairs, r = j·B + b. zx (N·B, G) = x W + b on entry, overwritten
+    with the gate activations act = [σ(z_i) | σ(z_f1..fn) | σ(z_o) | tanh(z_g)] (each value is
+    read once, just before its gate is written: no second (N·B, G) array); U (n·H, G);
+    h, c ((N+1)·B, H), rows N·B… = the boundary state (read), the others written;
+    tanh_c (N·B, H) written;
+    bounds (S, 2) wavefront [start, stop) in cells; pred_all (n, N) cell position of p⁻_d
+    (N: the boundary); mask (N·B,) 1 inside a sample's box, else 0.
     """
     NB, G = zx.shape
     H = h.shape[1]
     n, N = pred_all.shape
-    B = NB // N
+    B, Bc = NB // N, b_hi - b_lo
     one = _like(zx[0, 0], 1.0)
-    kB = _widest(bounds) * B
+    kB = _widest(bounds) * Bc
     hp = np.empty((kB, n, H), dtype=zx.dtype)  # [h(p⁻_1) | … | h(p⁻_n)] of one wavefront
     hp2 = hp.reshape(kB, n * H)
     zr = np.empty((kB, G), dtype=zx.dtype)     # its recurrent part Σ_d h(p⁻_d) U_d
+    act = zx                                   # step 2 writes over step 1's input
     A = act.reshape(NB, n + 3, H)              # gate q of row r: A[r, q] (I, F + d, O, GG)
     I, F, O, GG = 0, 1, n + 1, n + 2
-    # Step 2 runs as one flat loop over CHUNK rows at a time: act = tanh(z·w)·w + (1 − w) with
+    # Step 2 runs as one flat loop over a cell's Bc rows: act = tanh(z·w)·w + (1 − w) with
     # w = 1/2 on the σ gates (σ(z) = tanh(z/2)/2 + 1/2, as Backend.sigmoid) and w = 1 on g
-    # (then it is exactly tanh(z)).
-    w = np.ones((CHUNK, n + 3, H), dtype=zx.dtype)
+    # (then it is exactly tanh(z)). Long flat loops vectorise; short per-gate ones do not pay.
+    w = np.ones((Bc, n + 3, H), dtype=zx.dtype)
     w[:, :GG, :] = _like(one, 0.5)
-    wf = w.reshape(CHUNK * G)
-    zxf, zrf, actf = zx.reshape(NB * G), zr.reshape(kB * G), act.reshape(NB * G)
+    wf = w.reshape(Bc * G)
+    zrf, actf = zr.reshape(kB * G), act.reshape(NB * G)
     for s in range(bounds.shape[0]):
         a, b = bounds[s, 0], bounds[s, 1]
-        r0, rows = a * B, (b - a) * B
-        for j in range(a, b):  # 1b. gather the predecessors' h into one (k·B, n·H) block
+        for j in range(a, b):  # 1b. gather the predecessors' h into one (k·Bc, n·H) block
             for d in range(n):
                 q = pred_all[d, j] * B
-                for bb in range(B):
+                for bb in range(b_lo, b_hi):
                     for k in range(H):
-                        hp[(j - a) * B + bb, d, k] = h[q + bb, k]
-        np.dot(hp2[:rows], U, zr[:rows])  # 1b. Σ_d h(p⁻_d) U_d: one GEMM (k·B, n·H)·(n·H, G)
-        for rc in range(0, rows, CHUNK):  # 1b. z = zx + h U;  2. σ(z_i, z_fd, z_o), tanh(z_g)
-            e0, ne = (r0 + rc) * G, min(CHUNK, rows - rc) * G
-            xf, zf, af = zxf[e0:e0 + ne], zrf[rc * G:rc * G + ne], actf[e0:e0 + ne]
-            for e in range(ne):
-                af[e] = _tanh((xf[e] + zf[e]) * wf[e]) * wf[e] + (one - wf[e])
-        for r in range(r0, r0 + rows):
-            j = r // B
-            bb = r - j * B
-            for k in range(H):  # 3. c = i ⊙ g ...
-                c[r, k] = A[r, I, k] * A[r, GG, k]
-            for d in range(n):  # 3. ... + f_d ⊙ c(p⁻_d)
-                q = pred_all[d, j] * B + bb
-                for k in range(H):
-                    c[r, k] = c[r, k] + A[r, F + d, k] * c[q, k]
-            m = mask[r]
-            for k in range(H):  # 4. h = o ⊙ tanh(c);  5. masked cells keep zero state
-                tc = _tanh(c[r, k])
-                tanh_c[r, k] = tc
-                h[r, k] = A[r, O, k] * tc * m
-                c[r, k] = c[r, k] * m
+                        hp[(j - a) * Bc + bb - b_lo, d, k] = h[q + bb, k]
+        rows = (b - a) * Bc
+        np.dot(hp2[:rows], U, zr[:rows])  # 1b. Σ_d h(p⁻_d) U_d: one GEMM (k·Bc, n·H)·(n·H, G)
+        for j in range(a, b):
+            e0, l0, ne = (j * B + b_lo) * G, (j - a) * Bc * G, Bc * G
+            zf, af = zrf[l0:l0 + ne], actf[e0:e0 + ne]  # (af holds zx until overwritten)
+            for e in range(ne):  # 1b. z = zx + h U;  2. σ(z_i, z_fd, z_o), tanh(z_g)
+                af[e] = _tanh((af[e] + zf[e]) * wf[e]) * wf[e] + (one - wf[e])
+            for bb in range(b_lo, b_hi):
+                r = j * B + bb
+                for k in range(H):  # 3. c = i ⊙ g ...
+                    c[r, k] = A[r, I, k] * A[r, GG, k]
+                for d in range(n):  # 3. ... + f_d ⊙ c(p⁻_d)
+                    q = pred_all[d, j] * B + bb
+                    for k in range(H):
+                        c[r, k] = c[r, k] + A[r, F + d, k] * c[q, k]
+                m = mask[r]
+                for k in range(H):  # 4. h = o ⊙ tanh(c);  5. masked cells keep zero state
+                    tc = _tanh(c[r, k])
+                    tanh_c[r, k] = tc
+                    h[r, k] = A[r, O, k] * tc * m
+                    c[r, k] = c[r, k] * m
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def backward_sweep(dout, UT, c, act, tanh_c, bounds, pred_all, succ_all, mask, dZ, dcs,
-                   dh0, dc0, want_state):
-    """Mirror of ``forward_sweep``: fills dZ (N·B, G) and, with want_state, adds into dh0, dc0.
+                   dh0, dc0, want_state, b_lo, b_hi):
+    """Mirror of ``forward_sweep`` for samples b_lo ≤ b < b_hi: fills their rows of dZ (N·B, G)
+    and, with want_state, adds into their rows of dh0, dc0 (B, H).
 
     dout (N·B, H) ∂L/∂h from the layer's output; UT (G, n·H) = Uᵀ contiguous; c, act, tanh_c
     from the forward sweep; succ_all (n, N) cell position of p⁺_d (N: outside the grid);
-    dcs (N·B, H) scratch: ∂L/∂c(p) after step 4b, pulled by the predecessors; dh0, dc0 (B, H).
+    dcs (N·B, H) scratch: ∂L/∂c(p) after step 4b, pulled by the predecessors.
     """
     NB, G = dZ.shape
     H = dout.shape[1]
     n, N = pred_all.shape
-    B = NB // N
+    B, Bc = NB // N, b_hi - b_lo
     one = _like(dout[0, 0], 1.0)
-    kB = _widest(bounds) * B
+    kB = _widest(bounds) * Bc
+    dzb = np.empty((kB, n + 3, H), dtype=dout.dtype)  # dz of one wavefront, contiguous
+    dzb2 = dzb.reshape(kB, G)
     dhp = np.empty((kB, n, H), dtype=dout.dtype)  # dz Uᵀ of wavefront s + 1, then of s
     dhp2 = dhp.reshape(kB, n * H)
     dh = np.empty(H, dtype=dout.dtype)
     dc = np.empty(H, dtype=dout.dtype)
     A = act.reshape(NB, n + 3, H)
-    D = dZ.reshape(NB, n + 3, H)
     I, F, O, GG = 0, 1, n + 1, n + 2
     S = bounds.shape[0]
     for s in range(S - 1, -1, -1):
         a, b = bounds[s, 0], bounds[s, 1]
         a1 = bounds[s + 1, 0] if s + 1 < S else N  # first cell of wavefront s + 1
-        r0, rows = a * B, (b - a) * B
-        for r in range(r0, r0 + rows):
-            j = r // B
-            bb = r - j * B
-            for k in range(H):
-                dh[k] = dout[r, k]
-                dc[k] = 0
-            for d in range(n):  # pull from the successors p⁺_d (wavefront s + 1)
-                q = succ_all[d, j]
-                if q < N:
-                    ql, qr = (q - a1) * B + bb, q * B + bb  # its row in dhp, its global row
-                    for k in range(H):
-                        dh[k] += dhp[ql, d, k]  # ∂L/∂h += [dz(p⁺_d) Uᵀ]_d
-                        dc[k] += dcs[qr, k] * A[qr, F + d, k]  # ∂L/∂c += dc(p⁺_d) ⊙ f_d(p⁺_d)
-            m = mask[r]
-            for k in range(H):
-                dhk = dh[k] * m  # 5b. masked cells pass no gradient
-                tc, o, i, g = tanh_c[r, k], A[r, O, k], A[r, I, k], A[r, GG, k]
-                D[r, O, k] = dhk * tc * o * (one - o)  # 4b. do = dh ⊙ tanh(c); 2b. σ'
-                dck = dc[k] * m + dhk * o * (one - tc * tc)  # 4b. dc += dh ⊙ o ⊙ (1 − tanh²c)
-                dcs[r, k] = dck
-                D[r, I, k] = dck * g * i * (one - i)  # 3b. di = dc ⊙ g; 2b. σ'
-                D[r, GG, k] = dck * i * (one - g * g)  # 3b. dg = dc ⊙ i; 2b. tanh'
-            for d in range(n):  # 3b. df_d = dc ⊙ c(p⁻_d); 2b. σ'
-                q = pred_all[d, j] * B + bb
+        for j in range(a, b):
+            for bb in range(b_lo, b_hi):
+                r, lr = j * B + bb, (j - a) * Bc + bb - b_lo  # global row, row in dzb
                 for k in range(H):
-                    f = A[r, F + d, k]
-                    D[r, F + d, k] = dcs[r, k] * c[q, k] * f * (one - f)
-        np.dot(dZ[r0:r0 + rows], UT, dhp2[:rows])  # 1b-b. dh_prev = dz Uᵀ: one GEMM
+                    dh[k] = dout[r, k]
+                    dc[k] = 0
+                for d in range(n):  # pull from the successors p⁺_d (wavefront s + 1)
+                    q = succ_all[d, j]
+                    if q < N:
+                        ql, qr = (q - a1) * Bc + bb - b_lo, q * B + bb  # row in dhp, global
+                        for k in range(H):
+                            dh[k] += dhp[ql, d, k]  # ∂L/∂h += [dz(p⁺_d) Uᵀ]_d
+                            dc[k] += dcs[qr, k] * A[qr, F + d, k]  # += dc(p⁺_d) ⊙ f_d(p⁺_d)
+                m = mask[r]
+                for k in range(H):
+                    dhk = dh[k] * m  # 5b. masked cells pass no gradient
+                    tc, o, i, g = tanh_c[r, k], A[r, O, k], A[r, I, k], A[r, GG, k]
+                    dzb[lr, O, k] = dhk * tc * o * (one - o)  # 4b. do = dh ⊙ tanh(c); 2b. σ'
+                    dck = dc[k] * m + dhk * o * (one - tc * tc)  # 4b. dc += dh ⊙ o ⊙ tanh'(c)
+                    dcs[r, k] = dck
+                    dzb[lr, I, k] = dck * g * i * (one - i)  # 3b. di = dc ⊙ g; 2b. σ'
+                    dzb[lr, GG, k] = dck * i * (one - g * g)  # 3b. dg = dc ⊙ i; 2b. tanh'
+                for d in range(n):  # 3b. df_d = dc ⊙ c(p⁻_d); 2b. σ'
+                    q = pred_all[d, j] * B + bb
+                    for k in range(H):
+                        f = A[r, F + d, k]
+                        dzb[lr, F + d, k] = dcs[r, k] * c[q, k] * f * (one - f)
+                for e in range(G):
+                    dZ[r, e] = dzb2[lr, e]
+        rows = (b - a) * Bc
+        np.dot(dzb2[:rows], UT, dhp2[:rows])  # 1b-b. dh_prev = dz Uᵀ: one GEMM
         if want_state:  # shares of predecessors outside the grid go to the initial state
-            for r in range(r0, r0 + rows):
-                j = r // B
-                bb = r - j * B
+            for j in range(a, b):
                 for d in range(n):
                     if pred_all[d, j] == N:
-                        for k in range(H):
-                            dh0[bb, k] += dhp[r - r0, d, k]
-                            dc0[bb, k] += dcs[r, k] * A[r, F + d, k]
+                        for bb in range(b_lo, b_hi):
+                            r, lr = j * B + bb, (j - a) * Bc + bb - b_lo
+                            for k in range(H):
+                                dh0[bb, k] += dhp[lr, d, k]
+                                dc0[bb, k] += dcs[r, k] * A[r, F + d, k]

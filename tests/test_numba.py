@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 numba = pytest.importorskip("numba")
 
 from mdlstm_np.backend import get_backend  # noqa: E402
+from mdlstm_np.backend_numba import NumbaBackend  # noqa: E402
 from mdlstm_np.cells.graves import GravesCell  # noqa: E402
 from mdlstm_np.gradcheck import check_layer  # noqa: E402
 from mdlstm_np.kernels_numba import _tanh  # noqa: E402
@@ -88,6 +89,40 @@ def test_equals_numpy(n, data, B, H, C, dt, state, masked, seed):
     if masked:
         kw["sizes"] = np.stack([rng.integers(1, s + 1, size=B) for s in S], axis=1)
     compare_layers(ref, fast, p, x, dout, dt, **kw)
+
+
+@pytest.mark.parametrize("dt", ["float64", "float32"])
+@pytest.mark.parametrize("threads", [2, 3])
+def test_batch_chunks_on_threads_equal_numpy(dt, threads):
+    """The sweep split over batch chunks on Python threads (forced on a small grid)."""
+    rng = np.random.default_rng(11)
+    ref = MDLSTM(2, 3, ndim=2, backend="numpy", dtype=dt)
+    fast = MDLSTM(2, 3, ndim=2, backend=NumbaBackend(threads=threads, min_work=0), dtype=dt)
+    p = ref.init_params(rng)
+    B = 5
+    x = rng.standard_normal((B, 4, 3, 2)).astype(dt)
+    kw = dict(h0=rng.standard_normal((B, 3)).astype(dt), c0=rng.standard_normal((B, 3)).astype(dt),
+              sizes=np.array([[4, 3], [2, 3], [4, 1], [1, 1], [3, 2]]))
+    compare_layers(ref, fast, p, x, rng.standard_normal((B, 4, 3, 3)).astype(dt), dt, **kw)
+
+
+def test_threads_argument_is_checked():
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="threads"):
+            NumbaBackend(threads=bad)
+
+
+def test_forward_leaves_the_callers_arrays_alone():
+    """The hot loop overwrites zx, which the layer builds for it; x and params stay as given."""
+    rng = np.random.default_rng(12)
+    layer = MDLSTM(2, 3, ndim=2, backend="numba", dtype="float64")
+    p = layer.init_params(rng)
+    x = rng.standard_normal((2, 3, 3, 2))
+    x0, p0 = x.copy(), {k: v.copy() for k, v in p.items()}
+    out1, _ = layer.forward(p, x)
+    out2, _ = layer.forward(p, x)
+    assert np.array_equal(x, x0) and all(np.array_equal(p[k], p0[k]) for k in p)
+    assert np.array_equal(out1, out2)
 
 
 @pytest.mark.parametrize("dt", ["float64", "float32"])
