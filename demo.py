@@ -52,6 +52,10 @@ def parse_args(argv=None):
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"),
                    help="float32 (default, like the seed) or float64")
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    p.add_argument("--ln", default="fixed", choices=("fixed", "seed", "off"),
+                   help="MD_LSTM's cell: layer-normalised like the seed's but NaN-free "
+                        "(fixed, default), the seed's exact LN cell (seed), or Graves' plain "
+                        "cell (off: the one the numba/cupy hot loops accelerate)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
@@ -116,7 +120,7 @@ def main(argv=None) -> int:
     for name in names:
         try:
             model = build_model(name, in_channels=1, hidden=args.hidden, backend=be,
-                                dtype=args.dtype)
+                                dtype=args.dtype, ln={"off": False}.get(args.ln, args.ln))
             tsv = os.path.join(args.out, f"out_{name}.tsv")
             try:
                 res = train(model, steps=args.steps, batch=args.batch, size=args.size,
