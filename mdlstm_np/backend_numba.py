@@ -7,7 +7,11 @@ mask. Other cells (peepholes, layer norm, stable, leakylp) get ``None``: the ref
 
 What the hot loop stores for the backward pass (``NumbaSweep``), per cell and sample:
 h, c (the layer's own (N+1, B, H) stores), the gate activations act (G = (n+3)·H) and
-tanh(c) (H): (n + 6)·H numbers, like the reference's step caches, in three flat arrays.
+tanh(c) (H): (n + 6)·H numbers (+ the mask), against (2n + 6)·H in the reference's step
+caches. act is the layer's own zx array, overwritten by the forward kernel.
+
+The recurrent GEMMs go through SciPy's BLAS (numba's ``np.dot``), which this backend puts on
+one thread the first time it runs (see ``_scipy_blas_one_thread``).
 """
 
 from __future__ import annotations
@@ -146,7 +150,8 @@ class NumbaBackend(Backend):
             f.result()
 
     def _forward(self, cell, lay, dp, zx, p, h, c, mask=None) -> NumbaSweep:
-        """Same contract as ``mdlstm.sweep_forward``: fills h, c (N+1, B, H) in place."""
+        """``mdlstm.sweep_forward``'s contract: fills h, c (N+1, B, H) in place; zx (N, B, G)
+        is consumed (overwritten with the gate activations, which the returned cache keeps)."""
         from .kernels_numba import forward_sweep
 
         kp = self._plan(dp)
