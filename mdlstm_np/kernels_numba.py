@@ -234,8 +234,12 @@ def backward_sweep(dout, UT, c, act, tanh_c, bounds, pred_all, succ_all, mask, d
     B, Bc = NB // N, b_hi - b_lo
     one = _like(dout[0, 0], 1.0)
     kB = _widest(bounds) * Bc
-    dzb = np.empty((kB, n + 3, H), dtype=dout.dtype)  # dz of one wavefront, contiguous
-    dzb2 = dzb.reshape(kB, G)
+    # dz goes straight into dZ when this call has the whole batch (a wavefront's rows are then
+    # contiguous there, ready for the GEMM); a batch chunk collects its rows in dzb first.
+    whole = Bc == B
+    dzb = np.empty((kB if not whole else 0, n + 3, H), dtype=dout.dtype)
+    dzb2 = dzb.reshape(dzb.shape[0], G)
+    DZ = dZ.reshape(NB, n + 3, H) if whole else dzb  # where row lr of this wavefront's dz goes
     dhp = np.empty((kB, n, H), dtype=dout.dtype)  # dz Uᵀ of wavefront s + 1, then of s
     dhp2 = dhp.reshape(kB, n * H)
     dh = np.empty(H, dtype=dout.dtype)
@@ -248,7 +252,8 @@ def backward_sweep(dout, UT, c, act, tanh_c, bounds, pred_all, succ_all, mask, d
         a1 = bounds[s + 1, 0] if s + 1 < S else N  # first cell of wavefront s + 1
         for j in range(a, b):
             for bb in range(b_lo, b_hi):
-                r, lr = j * B + bb, (j - a) * Bc + bb - b_lo  # global row, row in dzb
+                r, lc = j * B + bb, (j - a) * Bc + bb - b_lo  # global row, row in the chunk
+                lr = r if whole else lc
                 for k in range(H):
                     dh[k] = dout[r, k]
                     dc[k] = 0
@@ -263,20 +268,24 @@ def backward_sweep(dout, UT, c, act, tanh_c, bounds, pred_all, succ_all, mask, d
                 for k in range(H):
                     dhk = dh[k] * m  # 5b. masked cells pass no gradient
                     tc, o, i, g = tanh_c[r, k], A[r, O, k], A[r, I, k], A[r, GG, k]
-                    dzb[lr, O, k] = dhk * tc * o * (one - o)  # 4b. do = dh ⊙ tanh(c); 2b. σ'
+                    DZ[lr, O, k] = dhk * tc * o * (one - o)  # 4b. do = dh ⊙ tanh(c); 2b. σ'
                     dck = dc[k] * m + dhk * o * (one - tc * tc)  # 4b. dc += dh ⊙ o ⊙ tanh'(c)
                     dcs[r, k] = dck
-                    dzb[lr, I, k] = dck * g * i * (one - i)  # 3b. di = dc ⊙ g; 2b. σ'
-                    dzb[lr, GG, k] = dck * i * (one - g * g)  # 3b. dg = dc ⊙ i; 2b. tanh'
+                    DZ[lr, I, k] = dck * g * i * (one - i)  # 3b. di = dc ⊙ g; 2b. σ'
+                    DZ[lr, GG, k] = dck * i * (one - g * g)  # 3b. dg = dc ⊙ i; 2b. tanh'
                 for d in range(n):  # 3b. df_d = dc ⊙ c(p⁻_d); 2b. σ'
                     q = pred_all[d, j] * B + bb
                     for k in range(H):
                         f = A[r, F + d, k]
-                        dzb[lr, F + d, k] = dcs[r, k] * c[q, k] * f * (one - f)
-                for e in range(G):
-                    dZ[r, e] = dzb2[lr, e]
+                        DZ[lr, F + d, k] = dcs[r, k] * c[q, k] * f * (one - f)
+                if not whole:
+                    for e in range(G):
+                        dZ[r, e] = dzb2[lc, e]
         rows = (b - a) * Bc
-        np.dot(dzb2[:rows], UT, dhp2[:rows])  # 1b-b. dh_prev = dz Uᵀ: one GEMM
+        if whole:  # 1b-b. dh_prev = dz Uᵀ: one GEMM
+            np.dot(dZ[a * B:b * B], UT, dhp2[:rows])
+        else:
+            np.dot(dzb2[:rows], UT, dhp2[:rows])
         if want_state:  # shares of predecessors outside the grid go to the initial state
             for j in range(a, b):
                 for d in range(n):
