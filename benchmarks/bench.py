@@ -3,6 +3,10 @@
     python -m benchmarks.bench                       # S, M, L and the sweep, numpy + numba
     python -m benchmarks.bench --quick               # a smoke run (S and a short sweep)
     python -m benchmarks.bench --configs XL --backends cupy
+    OPENBLAS_NUM_THREADS=1 python -m benchmarks.bench   # one core: for a loaded machine
+
+Prints the GEMM peak, the numba JIT cost (cold and cached, in subprocesses), the table, the
+per-cell cost along the sweep and issue 3's four targets with PASS/FAIL.
 
 What is timed (median and IQR over --repeats runs after one warm-up run; the warm-up's excess
 over the median is reported as compile_s, the JIT compile / first-call cost):
