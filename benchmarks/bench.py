@@ -396,6 +396,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.repeats < 1:
         raise ValueError(f"--repeats: expected a positive int, got {args.repeats}")
+    if args.numba_threads < 1:
+        raise ValueError(f"--numba-threads: expected a positive int, got {args.numba_threads}")
     if args.quick:
         args.configs, args.repeats = "S,sweep", min(args.repeats, 3)
     print(f"# loadavg before: {os.getloadavg()}")
