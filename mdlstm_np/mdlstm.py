@@ -44,7 +44,7 @@ from .backend import get_backend
 from .cells import make_cell
 from .grid import WavefrontPlan, wavefront_plan
 from .validate import (check_dtype_name, check_grid_input, check_params, check_positive_int,
-                       check_state)
+                       check_sizes, check_state)
 
 
 class DevicePlan(NamedTuple):
@@ -159,14 +159,8 @@ def sweep_backward(be, cell, lay, dp: DevicePlan, dout_w, sc: SweepCache, p, gra
 
 def sizes_mask(be, dp: DevicePlan, sizes, B, dtype: str):
     """Per-sample sizes (B, n) -> mask (N, B, 1) in wavefront order: 1 inside the sample's box."""
-    sizes = np.asarray(be.to_numpy(sizes) if be.is_array(sizes) else sizes)
-    shape, n = dp.host.shape, dp.host.ndim
-    if sizes.shape != (B, n) or not np.issubdtype(sizes.dtype, np.integer):
-        raise ValueError(f"sizes: expected an integer array of shape {(B, n)}, got "
-                         f"{sizes.dtype} {sizes.shape}")
-    if (sizes < 1).any() or (sizes > np.array(shape)).any():
-        raise ValueError(f"sizes: expected 1 <= sizes[:, d] <= {shape}[d], got "
-                         f"{sizes.min(axis=0).tolist()}..{sizes.max(axis=0).tolist()}")
+    shape = dp.host.shape
+    sizes = check_sizes(be.to_numpy(sizes) if be.is_array(sizes) else sizes, B, shape)
     coords = np.stack(np.unravel_index(dp.host.order, shape), axis=1)  # (N, n) wavefront order
     inside = (coords[:, None, :] < sizes[None, :, :]).all(axis=-1)  # (N, B)
     return be.asarray(inside.astype(dtype)[:, :, None], dtype=dtype)

@@ -57,7 +57,7 @@ from typing import Any, List, NamedTuple, Tuple
 import numpy as np
 
 from .mdlstm import MDLSTM
-from .validate import check_grid_input, check_params, check_positive_int
+from .validate import check_grid_input, check_params, check_positive_int, check_sizes
 
 COMBINES = ("concat", "sum")
 
@@ -119,19 +119,6 @@ def parse_directions(directions, ndim: int) -> List[Tuple[bool, ...]]:
 
 
 # --------------------------------------------------------------------------- the flip P_F
-def check_sizes(sizes, batch: int, shape: Tuple[int, ...]) -> np.ndarray:
-    """``sizes`` (B, n) ints with 1 ≤ sizes[:, d] ≤ S_d, as a host int64 array."""
-    n = len(shape)
-    host = np.asarray(sizes)
-    if host.shape != (batch, n) or not np.issubdtype(host.dtype, np.integer):
-        raise ValueError(f"sizes: expected an integer array of shape {(batch, n)}, got "
-                         f"{host.dtype} {host.shape}")
-    if (host < 1).any() or (host > np.asarray(shape)).any():
-        raise ValueError(f"sizes: expected 1 <= sizes[:, d] <= {shape}[d], got "
-                         f"{host.min(axis=0).tolist()}..{host.max(axis=0).tolist()}")
-    return host.astype(np.int64)
-
-
 def flip_index(shape: Tuple[int, ...], flips: Tuple[bool, ...], batch: int,
                sizes=None) -> np.ndarray:
     """Host gather index of P_F over the flattened (B·N) cell axis: (B·N,) int64.

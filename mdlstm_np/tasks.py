@@ -23,9 +23,9 @@ the only grids it (and this function) makes.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
+
+from .validate import check_positive_int, check_rng
 
 
 def random_diagonal(batch: int, size: int, rng: np.random.Generator):
@@ -37,12 +37,8 @@ def random_diagonal(batch: int, size: int, rng: np.random.Generator):
     y   : float64 (batch, size, size, 1), the target, ``np.roll(x, -1, axis=2)``
     pos : int64 (batch, 2), the (row, column) of each sample's second one in ``y``
     """
-    for name, value, minimum in (("batch", batch, 1), ("size", size, 3)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-            raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng: expected a numpy.random.Generator, got {type(rng).__name__}")
-    batch, size = int(batch), int(size)
+    batch, size = check_positive_int(batch, "batch"), check_positive_int(size, "size", 3)
+    check_rng(rng)
     x = rng.uniform(0.0, 0.1, size=(batch, size, size, 1))      # background
     r = rng.integers(1, size - 1, size=batch)                    # [1, size−2], high exclusive
     c = rng.integers(1, size - 1, size=batch)

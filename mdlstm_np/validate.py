@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
+
 DTYPES = ("float32", "float64")
 
 
@@ -83,3 +85,23 @@ def check_params(be, params, expected_shapes: dict, dtype, name="params"):
         if be.dtype_name(p) != dtype:
             raise TypeError(f"{name}[{key!r}]: expected dtype {dtype}, got {be.dtype_name(p)}")
     return params
+
+
+def check_sizes(sizes, batch: int, shape) -> np.ndarray:
+    """Per-sample extents ``sizes`` (B, n) ints with 1 ≤ sizes[:, d] ≤ S_d -> host int64 array."""
+    n = len(shape)
+    host = np.asarray(sizes)
+    if host.shape != (batch, n) or not np.issubdtype(host.dtype, np.integer):
+        raise ValueError(f"sizes: expected an integer array of shape {(batch, n)}, got "
+                         f"{host.dtype} {host.shape}")
+    if (host < 1).any() or (host > np.asarray(shape)).any():
+        raise ValueError(f"sizes: expected 1 <= sizes[:, d] <= {tuple(shape)}[d], got "
+                         f"{host.min(axis=0).tolist()}..{host.max(axis=0).tolist()}")
+    return host.astype(np.int64)
+
+
+def check_rng(rng, name="rng"):
+    """``rng`` must be a numpy.random.Generator (seeded by the caller, for reproducibility)."""
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"{name}: expected a numpy.random.Generator, got {type(rng).__name__}")
+    return rng

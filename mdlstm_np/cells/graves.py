@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import List, NamedTuple
 
 from ..gates import GateLayout, graves_layout
+from .base import Cell
 
 
 class GravesStep(NamedTuple):
@@ -39,17 +40,10 @@ class GravesStep(NamedTuple):
     tanh_c: object       # tanh(c(p)), (k, B, H)
 
 
-class GravesCell:
+class GravesCell(Cell):
     name = "graves"
 
-    def layout(self, ndim: int, hidden: int) -> GateLayout:
-        return graves_layout(ndim, hidden)
-
-    def param_shapes(self, ndim: int, hidden: int) -> dict:
-        return {}
-
-    def init_value(self, key: str, shape):  # pragma: no cover - no own parameters
-        raise KeyError(key)
+    make_layout = staticmethod(graves_layout)
 
     def forward(self, be, lay: GateLayout, z, c_prev, p):
         """z (k, B, G), c_prev: n arrays (k, B, H) -> h (k, B, H), c (k, B, H), GravesStep."""

@@ -44,6 +44,7 @@ from __future__ import annotations
 from typing import List, NamedTuple
 
 from ..gates import GateLayout
+from .base import Cell
 from .stable import mixture_backward, mixture_forward
 
 
@@ -66,18 +67,10 @@ class LeakyLPStep(NamedTuple):
     h: object             # h(p) = tanh(a), (k, B, H)
 
 
-class LeakyLPCell:
+class LeakyLPCell(Cell):
     name = "leakylp"
-    uses_bias = True
 
-    def layout(self, ndim: int, hidden: int) -> GateLayout:
-        return leakylp_layout(ndim, hidden)
-
-    def param_shapes(self, ndim: int, hidden: int) -> dict:
-        return {}
-
-    def init_value(self, key: str, shape):  # pragma: no cover - no own parameters
-        raise KeyError(key)
+    make_layout = staticmethod(leakylp_layout)
 
     def forward(self, be, lay: GateLayout, z, c_prev, p):
         """z (k, B, G), c_prev: n arrays (k, B, H) -> h (k, B, H), c (k, B, H), LeakyLPStep."""

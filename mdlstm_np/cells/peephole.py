@@ -43,6 +43,7 @@ from typing import List, NamedTuple
 import numpy as np
 
 from ..gates import GateLayout, graves_layout
+from .base import Cell
 
 
 class PeepholeStep(NamedTuple):
@@ -57,12 +58,10 @@ class PeepholeStep(NamedTuple):
     tanh_c: object        # tanh(c(p)), (k, B, H)
 
 
-class GravesPeepholeCell:
+class GravesPeepholeCell(Cell):
     name = "graves_peephole"
-    uses_bias = True
 
-    def layout(self, ndim: int, hidden: int) -> GateLayout:
-        return graves_layout(ndim, hidden)
+    make_layout = staticmethod(graves_layout)
 
     def param_shapes(self, ndim: int, hidden: int) -> dict:
         return {"w_i": (hidden,), "w_f": (ndim, hidden), "w_o": (hidden,)}

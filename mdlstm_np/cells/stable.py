@@ -62,6 +62,7 @@ from __future__ import annotations
 from typing import List, NamedTuple
 
 from ..gates import GateLayout
+from .base import Cell
 
 
 def stable_layout(ndim: int, hidden: int) -> GateLayout:
@@ -124,18 +125,10 @@ class StableStep(NamedTuple):
     tanh_c: object        # tanh(c(p)), (k, B, H)
 
 
-class StableCell:
+class StableCell(Cell):
     name = "stable"
-    uses_bias = True
 
-    def layout(self, ndim: int, hidden: int) -> GateLayout:
-        return stable_layout(ndim, hidden)
-
-    def param_shapes(self, ndim: int, hidden: int) -> dict:
-        return {}
-
-    def init_value(self, key: str, shape):  # pragma: no cover - no own parameters
-        raise KeyError(key)
+    make_layout = staticmethod(stable_layout)
 
     def forward(self, be, lay: GateLayout, z, c_prev, p):
         """z (k, B, G), c_prev: n arrays (k, B, H) -> h (k, B, H), c (k, B, H), StableStep."""
