@@ -36,7 +36,7 @@ and after the sweep the weight gradients are whole-grid matmuls (no per-step acc
 
 from __future__ import annotations
 
-from typing import Any, List, NamedTuple, Optional
+from typing import Any, List, NamedTuple
 
 import numpy as np
 

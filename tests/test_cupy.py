@@ -137,7 +137,7 @@ def _host_source():
     parts = [_HOST_PRELUDE, bc.strip_comments(bc.PREAMBLE)]
     for ks in bc.KERNELS:
         params = _host_params(ks)
-        sig, call = [], []
+        sig = []
         for name, kind, const in params:
             c = "const " if const else ""
             if kind == "i64":
