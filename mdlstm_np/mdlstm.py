@@ -80,6 +80,15 @@ class SweepCache(NamedTuple):
     steps: List[Any]  # one cell step cache per wavefront
 
 
+class FusedWeightGrads(NamedTuple):
+    """Step 1a-b done inside a hot backward sweep (optional 4th item of its result)."""
+
+    W: Any      # (C, G)  = Σ_cells x_wᵀ dz
+    U: Any      # (n·H, G) = Σ_cells [h(p⁻_1) | … | h(p⁻_n)]ᵀ dz
+    b: Any      # (G,)    = Σ_cells dz
+    dx_w: Any   # (N, B, C) = dZ Wᵀ, wavefront order
+
+
 class MDLSTMCache(NamedTuple):
     """Everything ``MDLSTM.backward`` needs (named, never unpacked by position)."""
 
@@ -294,13 +303,20 @@ class MDLSTM:
         dout_w = be.take(xp.permute_dims(xp.reshape(dout, (B, N, H)), (1, 0, 2)), dp.order)
         grads = {k: xp.zeros(v.shape, dtype=v.dtype) for k, v in p.items()
                  if k not in ("W", "U", "b")}  # the cell's own parameters, accumulated
+        fused = None  # a hot loop may hand back step 1a-b already done (FusedWeightGrads)
         if cache.hot:
-            dZ, dh0, dc0 = be.hot_loop("backward", self.cell, cache.mask is not None)(
+            res = be.hot_loop("backward", self.cell, cache.mask is not None)(
                 self.cell, self.layout, dp, dout_w, cache.sweep, p, grads, cache.has_state,
                 cache.mask)
+            dZ, dh0, dc0 = res[:3]
+            fused = res[3] if len(res) > 3 else None
         else:
             dZ, dh0, dc0 = sweep_backward(be, self.cell, self.layout, dp, dout_w, cache.sweep,
                                           p, grads, cache.has_state, cache.mask)
+        if fused is not None:  # accumulated wavefront by wavefront while dz was in cache
+            grads.update(W=fused.W, U=fused.U, b=fused.b)
+            dx = self._to_grid(fused.dx_w, dp, B, S)
+            return (dx, grads, (dh0, dc0)) if return_state else (dx, grads)
         # 1a-b. whole-grid weight gradients
         dZ2 = xp.reshape(dZ, (N * B, G))
         grads["W"] = xp.reshape(cache.x_w, (N * B, C)).T @ dZ2
