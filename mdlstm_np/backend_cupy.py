@@ -329,7 +329,7 @@ class FusedGraves:
         return FusedCache(h, c, act, tanh_c)
 
     def backward(self, cell, lay, dp, dout_w, fc: FusedCache, p, grads, want_state,
-                 mask=None):
+                 mask=None, x_w=None):
         """dout_w (N, B, H) -> dZ (N, B, G), dh0, dc0 ((B, H) each, or None)."""
         xp, K = self.be.xp, self.kernels
         N, B = dout_w.shape[0], dout_w.shape[1]

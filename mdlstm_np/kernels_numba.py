@@ -25,6 +25,9 @@ wavefront does what the reference does, without leaving compiled code:
           (``np.dot`` on contiguous 2-D buffers: numba calls SciPy's BLAS sgemm/dgemm directly)
     2-5.  the gate math, fused, in loops that LLVM vectorises
     backward: pull dh, dc from the successors, 5b/4b-2b fused, then ONE GEMM dh_prev = dz Uᵀ
+    1a-b  (whole batch) the weight gradients dU, dW, db and dx = dz Wᵀ, on blocks of consecutive
+          wavefronts (a block's dz rows are contiguous in dZ and still in cache), one GEMM each;
+          the layer then skips its whole-grid passes over dZ (``mdlstm.FusedWeightGrads``)
 
 Writing loops that vectorise. numba checks every signed index for wrap-around (a[-1]); with
 an offset in the index (``act[r, nsig + k]``) LLVM cannot drop that check and gives up on
@@ -220,13 +223,21 @@ def forward_sweep(zx, U, h, c, tanh_c, bounds, pred_all, mask, b_lo, b_hi):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def backward_sweep(dout, UT, c, act, tanh_c, bounds, pred_all, succ_all, mask, dZ, dcs,
-                   dh0, dc0, want_state, b_lo, b_hi):
+                   dh0, dc0, want_state, h, x_w, WT, gU, gW, gb, dx_w, fused, R, b_lo, b_hi):
     """Mirror of ``forward_sweep`` for samples b_lo ≤ b < b_hi: fills their rows of dZ (N·B, G)
     and, with want_state, adds into their rows of dh0, dc0 (B, H).
 
     dout (N·B, H) ∂L/∂h from the layer's output; UT (G, n·H) = Uᵀ contiguous; c, act, tanh_c
     from the forward sweep; succ_all (n, N) cell position of p⁺_d (N: outside the grid);
     dcs (N·B, H) scratch: ∂L/∂c(p) after step 4b, pulled by the predecessors.
+
+    With ``fused`` (whole batch only: b_lo = 0, b_hi = B) also step 1a-b, one wavefront at a
+    time while its dz rows are still in cache, instead of whole-grid passes after the sweep:
+        gU (n·H, G) += [h(p⁻_1) | … | h(p⁻_n)]ᵀ dz      gW (C, G) += x_wᵀ dz      gb (G,) += Σ dz
+        dx_w (N·B, C) rows of the wavefront = dz Wᵀ
+    from h ((N+1)·B, H) of the forward sweep, x_w (N·B, C) the input in wavefront order and
+    WT (G, C) = Wᵀ contiguous. gU, gW, gb are zeroed by the caller (float64: the sum over
+    wavefronts loses nothing in float32).
     """
     NB, G = dZ.shape
     H = dout.shape[1]
@@ -247,6 +258,15 @@ def backward_sweep(dout, UT, c, act, tanh_c, bounds, pred_all, succ_all, mask, d
     A = act.reshape(NB, n + 3, H)
     I, F, O, GG = 0, 1, n + 1, n + 2
     S = bounds.shape[0]
+    fuse = fused and whole
+    # 1a-b runs on blocks of consecutive wavefronts, [lo, hi) in dZ rows, of ≥ R rows (or the
+    # last): one GEMM per block, not per wavefront (a 16-row GEMM runs far below peak)
+    cap = R + kB if fuse else 0
+    hp = np.empty((cap, n, H), dtype=dout.dtype)  # 1a-b. [h(p⁻_1) | … | h(p⁻_n)] of a block
+    hp2 = hp.reshape(cap, n * H)
+    hi = NB
+    tU = np.empty((n * H if fuse else 0, G), dtype=dout.dtype)  # one wavefront's share of gU
+    tW = np.empty((WT.shape[1] if fuse else 0, G), dtype=dout.dtype)  # ... of gW
     for s in range(S - 1, -1, -1):
         a, b = bounds[s, 0], bounds[s, 1]
         a1 = bounds[s + 1, 0] if s + 1 < S else N  # first cell of wavefront s + 1
@@ -286,6 +306,30 @@ def backward_sweep(dout, UT, c, act, tanh_c, bounds, pred_all, succ_all, mask, d
             np.dot(dZ[a * B:b * B], UT, dhp2[:rows])
         else:
             np.dot(dzb2[:rows], UT, dhp2[:rows])
+        if fuse:  # 1a-b. gather [h(p⁻_1) | … | h(p⁻_n)] of this wavefront, as the forward's 1b.
+            base = hi - cap  # hp row i <-> row base + i of dZ
+            for j in range(a, b):
+                for d in range(n):
+                    q = pred_all[d, j] * B
+                    for bb in range(B):
+                        for k in range(H):
+                            hp[j * B + bb - base, d, k] = h[q + bb, k]
+            lo = a * B
+            if s == 0 or hi - lo >= R:  # block [lo, hi) of dz rows, still in cache
+                dz = dZ[lo:hi]
+                np.dot(hp2[lo - base:].T, dz, tU)  # dU += hpᵀ dz
+                for i in range(n * H):
+                    for e in range(G):
+                        gU[i, e] += tU[i, e]
+                np.dot(x_w[lo:hi].T, dz, tW)  # dW += x_wᵀ dz
+                for i in range(tW.shape[0]):
+                    for e in range(G):
+                        gW[i, e] += tW[i, e]
+                for r in range(hi - lo):  # db += Σ dz
+                    for e in range(G):
+                        gb[e] += dz[r, e]
+                np.dot(dz, WT, dx_w[lo:hi])  # dx = dz Wᵀ
+                hi = lo
         if want_state:  # shares of predecessors outside the grid go to the initial state
             for j in range(a, b):
                 for d in range(n):

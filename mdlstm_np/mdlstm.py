@@ -307,7 +307,7 @@ class MDLSTM:
         if cache.hot:
             res = be.hot_loop("backward", self.cell, cache.mask is not None)(
                 self.cell, self.layout, dp, dout_w, cache.sweep, p, grads, cache.has_state,
-                cache.mask)
+                cache.mask, x_w=cache.x_w)
             dZ, dh0, dc0 = res[:3]
             fused = res[3] if len(res) > 3 else None
         else:

@@ -22,7 +22,7 @@ from mdlstm_np.backend_numba import NumbaBackend  # noqa: E402
 from mdlstm_np.cells.graves import GravesCell  # noqa: E402
 from mdlstm_np.gradcheck import check_layer  # noqa: E402
 from mdlstm_np.kernels_numba import _tanh  # noqa: E402
-from mdlstm_np.mdlstm import MDLSTM  # noqa: E402
+from mdlstm_np.mdlstm import MDLSTM, FusedWeightGrads  # noqa: E402
 from mdlstm_np.sd import HorizontalSDLSTM, SnakeSDLSTM  # noqa: E402
 
 TOL = {"float64": 1e-12, "float32": 1e-5}
@@ -45,9 +45,14 @@ def rel(a, b):
     return float(np.max(np.abs(a - b), initial=0.0) / max(np.max(np.abs(b), initial=0.0), 1e-30))
 
 
-def pair(C, H, n, dt, **kw):
+def pair(C, H, n, dt, fuse_bytes=None, **kw):
+    """numpy and numba layers; fuse_bytes sets the numba backward's step-1a-b block size (1: a
+    block per wavefront; None: the default, one block for these small grids)."""
+    be = NumbaBackend()
+    if fuse_bytes is not None:
+        be.fuse_bytes = fuse_bytes
     return (MDLSTM(C, H, ndim=n, backend="numpy", dtype=dt, **kw),
-            MDLSTM(C, H, ndim=n, backend="numba", dtype=dt, **kw))
+            MDLSTM(C, H, ndim=n, backend=be, dtype=dt, **kw))
 
 
 def compare_layers(ref, fast, p, x, dout, dt, **kw):
@@ -73,11 +78,12 @@ def compare_layers(ref, fast, p, x, dout, dt, **kw):
 
 @given(n=st.integers(1, 3), data=st.data(), B=st.integers(1, 3), H=st.integers(1, 3),
        C=st.integers(1, 2), dt=st.sampled_from(["float64", "float32"]),
-       state=st.booleans(), masked=st.booleans(), seed=st.integers(0, 2**16))
-def test_equals_numpy(n, data, B, H, C, dt, state, masked, seed):
+       state=st.booleans(), masked=st.booleans(), seed=st.integers(0, 2**16),
+       fuse_bytes=st.sampled_from([None, 1, 600]))
+def test_equals_numpy(n, data, B, H, C, dt, state, masked, seed, fuse_bytes):
     S = tuple(data.draw(st.lists(st.integers(1, 4 if n < 3 else 2), min_size=n, max_size=n)))
     rng = np.random.default_rng(seed)
-    ref, fast = pair(C, H, n, dt)
+    ref, fast = pair(C, H, n, dt, fuse_bytes)
     p = ref.init_params(rng)
     p["b"] = (p["b"] + rng.standard_normal(p["b"].shape)).astype(dt)
     x = rng.standard_normal((B, *S, C)).astype(dt)
@@ -104,6 +110,46 @@ def test_batch_chunks_on_threads_equal_numpy(dt, threads):
     kw = dict(h0=rng.standard_normal((B, 3)).astype(dt), c0=rng.standard_normal((B, 3)).astype(dt),
               sizes=np.array([[4, 3], [2, 3], [4, 1], [1, 1], [3, 2]]))
     compare_layers(ref, fast, p, x, rng.standard_normal((B, 4, 3, 3)).astype(dt), dt, **kw)
+
+
+def _hot_backward_result(be, B, x_w=True):
+    """The raw result of the numba hot backward for a small 2-D layer on backend ``be``."""
+    layer = MDLSTM(2, 3, ndim=2, backend=be, dtype="float64")
+    rng = np.random.default_rng(4)
+    p = layer.init_params(rng)
+    out, cache = layer.forward(p, rng.standard_normal((B, 3, 4, 2)))
+    dout_w = np.ascontiguousarray(
+        np.transpose(out.reshape(B, -1, 3), (1, 0, 2))[cache.plan.host.order])
+    hot = be.hot_loop("backward", layer.cell, False)
+    return hot(layer.cell, layer.layout, cache.plan, dout_w, cache.sweep, p, {}, False, None,
+               **({"x_w": cache.x_w} if x_w else {}))
+
+
+def test_fused_weight_grads_only_in_whole_batch_mode():
+    """Whole batch: step 1a-b comes back from the kernel (4th item, shapes of W, U, b, x_w);
+    batch chunks on threads, or no x_w given: the 3-tuple, the layer does 1a-b itself."""
+    res = _hot_backward_result(NumbaBackend(), B=3)
+    assert len(res) == 4 and isinstance(res[3], FusedWeightGrads)
+    fw = res[3]
+    assert fw.W.shape == (2, 15) and fw.U.shape == (6, 15) and fw.b.shape == (15,)
+    assert fw.dx_w.shape == (12, 3, 2)
+    assert all(a.dtype == np.float64 for a in fw)
+    assert len(_hot_backward_result(NumbaBackend(threads=2, min_work=0), B=3)) == 3
+    assert len(_hot_backward_result(NumbaBackend(), B=3, x_w=False)) == 3
+
+
+@pytest.mark.parametrize("dt", ["float64", "float32"])
+@pytest.mark.parametrize("fuse_bytes", [1, 1000, None])
+def test_fused_blocks_equal_numpy_on_a_larger_grid(dt, fuse_bytes):
+    """Step 1a-b in blocks of one wavefront, of a few, and of the whole grid."""
+    rng = np.random.default_rng(13)
+    ref, fast = pair(2, 4, 2, dt, fuse_bytes)
+    p = ref.init_params(rng)
+    B = 3
+    x = rng.standard_normal((B, 7, 5, 2)).astype(dt)
+    kw = dict(h0=rng.standard_normal((B, 4)).astype(dt), c0=rng.standard_normal((B, 4)).astype(dt),
+              sizes=np.array([[7, 5], [3, 5], [6, 2]]))
+    compare_layers(ref, fast, p, x, rng.standard_normal((B, 7, 5, 4)).astype(dt), dt, **kw)
 
 
 def test_threads_argument_is_checked():
