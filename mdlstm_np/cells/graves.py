@@ -61,16 +61,26 @@ class GravesCell(Cell):
     def backward(self, be, lay: GateLayout, dh, dc, step: GravesStep, p, grads):
         """dh, dc (k, B, H) -> dz (k, B, G), dc_prev: n arrays (k, B, H)."""
         xp = be.xp
-        n = lay.count("f")
         sig, g, c_prev, tanh_c = step
-        i, o = sig[..., lay.slice("i")], sig[..., lay.slice("o")]
+        o = sig[..., lay.slice("o")]
         d_o = dh * tanh_c  # 4b. through h = o ⊙ tanh(c)
         dc = dc + dh * o * (1.0 - tanh_c * tanh_c)  # 4b. ... and through tanh(c)
-        d_i = dc * g  # 3b. through i ⊙ g
-        d_g = dc * i
-        d_f = [dc * c_prev[d] for d in range(n)]  # 3b. through f_d ⊙ c(p⁻_d)
-        dc_prev = [dc * sig[..., lay.slice("f", d)] for d in range(n)]
-        dsig = xp.concat([d_i, *d_f, d_o], axis=-1)  # packed like sig
-        dz = xp.concat([dsig * sig * (1.0 - sig),  # 2b. σ' = σ(1 − σ)
-                        d_g * (1.0 - g * g)], axis=-1)  # 2b. tanh' = 1 − g²
-        return dz, dc_prev
+        return gates_backward(xp, lay, dc, d_o, sig, g, c_prev)  # 3b-2b.
+
+
+def gates_backward(xp, lay: GateLayout, dc, d_o, sig, g, c_prev):
+    """Steps 3b-2b of Graves' cell, shared with the layer-norm cell (its 4b-3b).
+
+    dc = ∂L/∂c(p) (all of it), d_o = ∂L/∂o, sig = σ[i | f_1..f_n | o], g = tanh(z_g), c_prev
+    the n predecessor states -> (∂L/∂ packed pre-activations (k, B, G), dc(p⁻_d) list).
+    """
+    n = lay.count("f")
+    i = sig[..., lay.slice("i")]
+    d_i = dc * g  # 3b. through i ⊙ g
+    d_g = dc * i
+    d_f = [dc * c_prev[d] for d in range(n)]  # 3b. through f_d ⊙ c(p⁻_d)
+    dc_prev = [dc * sig[..., lay.slice("f", d)] for d in range(n)]
+    dsig = xp.concat([d_i, *d_f, d_o], axis=-1)  # packed like sig
+    dz = xp.concat([dsig * sig * (1.0 - sig),  # 2b. σ' = σ(1 − σ)
+                    d_g * (1.0 - g * g)], axis=-1)  # 2b. tanh' = 1 − g²
+    return dz, dc_prev

@@ -89,6 +89,7 @@ import numpy as np
 
 from ..gates import GateLayout, graves_layout
 from ..layernorm import LNCache, layer_norm, layer_norm_backward
+from .graves import gates_backward
 
 FORMULATIONS = ("fixed", "seed")
 SEED_EPS = 1e-5  # the seed's (TensorFlow's layer_norm) ε
@@ -176,22 +177,18 @@ class LayerNormCell:
         Adds the gradients of ln_gain, ln_shift, ln_c_gain, ln_c_shift into ``grads``.
         """
         xp = be.xp
-        n, H = lay.count("f"), lay.hidden
+        H = lay.hidden
         sig, g, c_prev, tanh_c = step.sig, step.g, step.c_prev, step.tanh_c
-        i, o = sig[..., lay.slice("i")], sig[..., lay.slice("o")]
+        o = sig[..., lay.slice("o")]
         d_o = dh * tanh_c  # 6b. through h = o ⊙ tanh(ĉ)
         d_chat = dh * o * (1.0 - tanh_c * tanh_c)  # 6b. ... and through tanh(ĉ)
         d_c, d_cg, d_cs = layer_norm_backward(xp, d_chat, step.cell_ln)  # 5b.
         grads["ln_c_gain"] = grads["ln_c_gain"] + d_cg
         grads["ln_c_shift"] = grads["ln_c_shift"] + d_cs
         dc = dc + d_c
-        d_i = dc * g  # 4b. through i ⊙ g
-        d_g = dc * i
-        d_f = [dc * c_prev[d] for d in range(n)]  # 4b. through f_d ⊙ c(p⁻_d)
-        dc_prev = [dc * sig[..., lay.slice("f", d)] for d in range(n)]
-        dsig = xp.concat([d_i, *d_f, d_o], axis=-1)  # packed like sig
-        da = xp.concat([dsig * sig * (1.0 - sig),  # 3b. σ' = σ(1 − σ)
-                        d_g * (1.0 - g * g)], axis=-1)  # 3b. tanh' = 1 − g²
+        # 4b-3b. through c = i ⊙ g + Σ_d f_d ⊙ c(p⁻_d) and the gate nonlinearities: exactly
+        # Graves' steps 3b-2b, with the normalised a in place of z
+        da, dc_prev = gates_backward(xp, lay, dc, d_o, sig, g, c_prev)
         k, B, G = da.shape
         dzb, d_g_ln, d_s_ln = layer_norm_backward(xp, xp.reshape(da, (k, B, G // H, H)),
                                                   step.gate_ln)  # 2b.
