@@ -23,7 +23,7 @@ import warnings
 
 import numpy as np
 
-DTYPES = ("float32", "float64")
+from .validate import DTYPES
 
 
 class Backend:
