@@ -1,10 +1,19 @@
 """The numba backend against the numpy reference: outputs, every gradient, and finite differences.
 
-Equality is measured norm-wise: max |numba − numpy| / max |numpy| per array, ≤ 1e-12 in float64
-and ≤ 1e-5 in float32 (the two sum the recurrent products in different orders, and the
-kernels' tanh is a few ulp from libm's).
+Equality is measured norm-wise, per array. float64: max |numba − numpy| / max |numpy| ≤ 1e-12
+(the same arithmetic up to summation order). float32: both the numba and the numpy float32 runs
+against a float64 run of the same numbers, max |a − ref64| / max(max |ref64|, 1) ≤ 1e-5.
+
+Why the float32 measure is not "relative to the array's own maximum": a gradient such as dh0 or
+dc0 is a sum of O(1) terms that can cancel to ~1e-3, while float32 rounding errors stay on the
+scale of the terms (~1e-7 absolute). Divided by the tiny result, ordinary rounding read as a
+1e-5..5e-5 "relative error" (three falsifying examples below), although both float32 runs were
+within ~7e-8 of the float64 truth. Every input here (x, dout, parameters, h0, c0) is O(1), so
+1 is the natural scale of every output and gradient: the measure is relative for arrays of that
+size or larger and absolute below it. The float64 comparison still pins every value to 1e-12.
 """
 
+import copy
 import os
 import subprocess
 import sys
@@ -12,7 +21,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 numba = pytest.importorskip("numba")
@@ -39,10 +48,25 @@ def warm_jit():
         layer.backward(out, cache, return_state=True)
 
 
-def rel(a, b):
+def rel(a, b, floor=1e-30):
+    """max |a − b| / max(max |b|, floor): the norm-wise error of ``a`` against ``b``."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     assert a.shape == b.shape
-    return float(np.max(np.abs(a - b), initial=0.0) / max(np.max(np.abs(b), initial=0.0), 1e-30))
+    return float(np.max(np.abs(a - b), initial=0.0) / max(np.max(np.abs(b), initial=0.0), floor))
+
+
+def run_layer(layer, p, x, dout, **kw):
+    """{name: host array} of the output and every gradient of one forward + backward."""
+    out, cache = layer.forward(p, x, **kw)
+    dx, grads, (dh0, dc0) = layer.backward(dout, cache, return_state=True)
+    res = {"out": out, "x": dx, **{f"d{k}": v for k, v in grads.items()}}
+    if dh0 is not None:
+        res["h0"], res["c0"] = dh0, dc0
+    return res, cache
+
+
+def as64(a):
+    return None if a is None else np.asarray(a, dtype=np.float64)
 
 
 def pair(C, H, n, dt, fuse_bytes=None, **kw):
@@ -56,32 +80,43 @@ def pair(C, H, n, dt, fuse_bytes=None, **kw):
 
 
 def compare_layers(ref, fast, p, x, dout, dt, **kw):
-    """Run both, assert the hot loop ran and every output and gradient agrees."""
-    o0, c0 = ref.forward(p, x, **kw)
-    o1, c1 = fast.forward(p, x, **kw)
+    """Run both, assert the hot loop ran and every output and gradient agrees (module doc)."""
+    r0, c0 = run_layer(ref, p, x, dout, **kw)
+    r1, c1 = run_layer(fast, p, x, dout, **kw)
     assert c1.hot and not c0.hot
-    assert o1.dtype == np.dtype(dt)
-    dx0, g0, (dh0, dc0) = ref.backward(dout, c0, return_state=True)
-    dx1, g1, (dh1, dc1) = fast.backward(dout, c1, return_state=True)
-    errs = {"out": rel(o1, o0), "x": rel(dx1, dx0)}
-    assert set(g1) == set(g0)
-    for k in g0:
-        assert g1[k].dtype == np.dtype(dt)
-        errs[k] = rel(g1[k], g0[k])
-    if dh0 is not None:
-        errs["h0"], errs["c0"] = rel(dh1, dh0), rel(dc1, dc0)
-    else:
-        assert dh1 is None and dc1 is None
+    assert set(r1) == set(r0)
+    for k in r0:
+        assert r1[k].dtype == np.dtype(dt), k
+    if dt == "float64":
+        errs = {k: rel(r1[k], r0[k]) for k in r0}
+    else:  # both float32 runs against float64 arithmetic on the same numbers
+        ref64 = copy.copy(ref)
+        ref64.dtype = "float64"
+        r64, _ = run_layer(ref64, {k: as64(v) for k, v in p.items()}, as64(x), as64(dout),
+                           **{k: as64(v) if k in ("h0", "c0") else v for k, v in kw.items()})
+        errs = {k: rel(r1[k], r64[k], floor=1.0) for k in r64}
+        yardstick = {k: rel(r0[k], r64[k], floor=1.0) for k in r64}
+        assert max(yardstick.values()) <= TOL[dt], yardstick  # numpy float32 itself
     assert max(errs.values()) <= TOL[dt], errs
     return errs
 
 
-@given(n=st.integers(1, 3), data=st.data(), B=st.integers(1, 3), H=st.integers(1, 3),
+GRIDS = st.integers(1, 3).flatmap(  # S: sides 1..4 (1..2 in 3-D), n = len(S)
+    lambda n: st.lists(st.integers(1, 4 if n < 3 else 2), min_size=n, max_size=n).map(tuple))
+
+
+@given(S=GRIDS, B=st.integers(1, 3), H=st.integers(1, 3),
        C=st.integers(1, 2), dt=st.sampled_from(["float64", "float32"]),
        state=st.booleans(), masked=st.booleans(), seed=st.integers(0, 2**16),
        fuse_bytes=st.sampled_from([None, 1, 600]))
-def test_equals_numpy(n, data, B, H, C, dt, state, masked, seed, fuse_bytes):
-    S = tuple(data.draw(st.lists(st.integers(1, 4 if n < 3 else 2), min_size=n, max_size=n)))
+@example(S=(1, 2), B=1, H=1, C=1, dt="float32", state=True, masked=False, seed=102,
+         fuse_bytes=None)  # dh0 read 1.1e-5 under the old own-maximum measure
+@example(S=(1, 1, 2), B=1, H=1, C=1, dt="float32", state=True, masked=False, seed=63008,
+         fuse_bytes=None)  # dc0 read 5.0e-5
+@example(S=(2, 1, 2), B=1, H=2, C=2, dt="float32", state=True, masked=True, seed=1894,
+         fuse_bytes=None)  # dc0 read 1.4e-5
+def test_equals_numpy(S, B, H, C, dt, state, masked, seed, fuse_bytes):
+    n = len(S)
     rng = np.random.default_rng(seed)
     ref, fast = pair(C, H, n, dt, fuse_bytes)
     p = ref.init_params(rng)
