@@ -43,8 +43,8 @@ import numpy as np
 from .backend import get_backend
 from .cells import make_cell
 from .grid import WavefrontPlan, wavefront_plan
-from .validate import (check_dtype_name, check_grid_input, check_params, check_positive_int,
-                       check_sizes, check_state)
+from .validate import (check_array, check_dtype_name, check_grid_input, check_params,
+                       check_positive_int, check_sizes, check_state)
 
 
 class DevicePlan(NamedTuple):
@@ -298,8 +298,7 @@ class MDLSTM:
         dp, p, B = cache.plan, cache.params, cache.batch
         N, S, H, C, G, n = dp.host.ncells, dp.host.shape, self.hidden, self.in_channels, \
             self.layout.size, self.ndim
-        if tuple(dout.shape) != (B, *S, H):
-            raise ValueError(f"dout: expected shape {(B, *S, H)}, got {tuple(dout.shape)}")
+        check_array(be, dout, name="dout", shape=(B, *S, H), dtype=self.dtype)
         dout_w = be.take(xp.permute_dims(xp.reshape(dout, (B, N, H)), (1, 0, 2)), dp.order)
         grads = {k: xp.zeros(v.shape, dtype=v.dtype) for k, v in p.items()
                  if k not in ("W", "U", "b")}  # the cell's own parameters, accumulated

@@ -55,17 +55,25 @@ def check_grid_input(be, x, *, name="x", ndim, channels, dtype):
     return x
 
 
+def check_array(be, a, *, name, shape, dtype):
+    """Check that ``a`` is a backend array of exactly ``shape`` and ``dtype`` (no casts).
+
+    Raises TypeError for a non-array or another dtype, ValueError for another shape.
+    """
+    if not be.is_array(a):
+        raise TypeError(f"{name}: expected a {be.name} array, got {type(a).__name__}")
+    if tuple(a.shape) != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {tuple(a.shape)}")
+    if be.dtype_name(a) != dtype:
+        raise TypeError(f"{name}: expected dtype {dtype}, got {be.dtype_name(a)}")
+    return a
+
+
 def check_state(be, s, *, name, batch, hidden, dtype):
-    """Check an initial state array of shape (batch, hidden)."""
+    """Check an initial state array of shape (batch, hidden) (None passes: no state given)."""
     if s is None:
         return None
-    if not be.is_array(s):
-        raise TypeError(f"{name}: expected a {be.name} array, got {type(s).__name__}")
-    if tuple(s.shape) != (batch, hidden):
-        raise ValueError(f"{name}: expected shape {(batch, hidden)}, got {tuple(s.shape)}")
-    if be.dtype_name(s) != dtype:
-        raise TypeError(f"{name}: expected dtype {dtype}, got {be.dtype_name(s)}")
-    return s
+    return check_array(be, s, name=name, shape=(batch, hidden), dtype=dtype)
 
 
 def check_params(be, params, expected_shapes: dict, dtype, name="params"):

@@ -70,3 +70,37 @@ def test_backend_names():
     assert get_backend("NumPy").name == "numpy"
     with pytest.raises(ValueError, match="backend: expected one of auto, numpy, numba, cupy, got 3"):
         get_backend(3)
+
+
+try:
+    import numba  # noqa: F401
+    STATE_BACKENDS = ["numpy", "numba"]
+except ImportError:
+    STATE_BACKENDS = ["numpy"]
+
+
+@pytest.mark.parametrize("backend", STATE_BACKENDS)
+@pytest.mark.parametrize("layer_dt, state_dt", [("float64", "float32"), ("float32", "float64")])
+@pytest.mark.parametrize("name", ["h0", "c0"])
+def test_initial_state_of_another_dtype_is_refused(backend, layer_dt, state_dt, name):
+    """Fault: the dtype check of h0/c0 removed (a silent cast would pass every other test).
+    Both state arguments, both directions of the mismatch, on every CPU backend."""
+    layer = MDLSTM(2, 3, ndim=2, backend=backend, dtype=layer_dt)
+    p = layer.init_params(np.random.default_rng(0))
+    x = np.zeros((2, 3, 3, 2), dtype=layer_dt)
+    good = np.zeros((2, 3), dtype=layer_dt)
+    state = {"h0": good, "c0": good, name: np.zeros((2, 3), dtype=state_dt)}
+    with pytest.raises(TypeError, match=rf"{name}: expected dtype {layer_dt}, got {state_dt}"):
+        layer.forward(p, x, **state)
+
+
+@pytest.mark.parametrize("backend", STATE_BACKENDS)
+@pytest.mark.parametrize("layer_dt, dout_dt", [("float64", "float32"), ("float32", "float64")])
+def test_dout_of_another_dtype_is_refused(backend, layer_dt, dout_dt):
+    """The same fault's relative on the way back: dout of another dtype would be promoted
+    silently (numpy) or hit a typing error deep in a kernel (numba)."""
+    layer = MDLSTM(2, 3, ndim=2, backend=backend, dtype=layer_dt)
+    p = layer.init_params(np.random.default_rng(0))
+    out, cache = layer.forward(p, np.zeros((2, 3, 3, 2), dtype=layer_dt))
+    with pytest.raises(TypeError, match=rf"dout: expected dtype {layer_dt}, got {dout_dt}"):
+        layer.backward(np.zeros(out.shape, dtype=dout_dt), cache)
