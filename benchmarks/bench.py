@@ -48,6 +48,7 @@ import tracemalloc
 
 import numpy as np
 
+from mdlstm_np.atomic import atomic_write
 from mdlstm_np.backend import get_backend
 from mdlstm_np.mdlstm import MDLSTM
 from mdlstm_np.reference import mdlstm_reference_forward
@@ -346,18 +347,16 @@ def summary(rows):
     return lines
 
 
-def write_atomic(path, text):
-    d = os.path.dirname(path) or "."
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w") as f:
+def write_atomic(path, text) -> str:
+    """Write ``text`` to ``path`` atomically (the package's atomic_write: no temporary file
+    left behind, the mode a plain open() gives), creating the folder if needed."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+
+    def writer(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    return atomic_write(path, writer)
 
 
 def save(rows, peak, args, extra):
