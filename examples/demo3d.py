@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from typing import Any, NamedTuple
 
@@ -34,6 +33,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from mdlstm_np.atomic import atomic_write  # noqa: E402
 from mdlstm_np.head import DenseSigmoid  # noqa: E402
 from mdlstm_np.losses import mse  # noqa: E402
 from mdlstm_np.mdlstm import MDLSTM  # noqa: E402
@@ -80,6 +80,14 @@ def build(kind: str, hidden: int) -> Model:
     return Model(rnn, DenseSigmoid(hidden, 1), name=kind)
 
 
+class Diverged(RuntimeError):
+    """The loss or a gradient is NaN/inf; ``hist`` holds the steps done before it."""
+
+    def __init__(self, message, hist):
+        super().__init__(message)
+        self.hist = hist
+
+
 def train(kind: str, args, log_every: int):
     """Train one model; returns (steps, overall loss, relevant loss) lists and seconds."""
     init_rng = np.random.default_rng([args.seed, 0])
@@ -97,6 +105,10 @@ def train(kind: str, args, log_every: int):
         y, cache = model.forward(params, x)
         loss, dy = mse(be, y, t)
         _, grads = model.backward(dy, cache)
+        bad = [k for k, g in (("loss", loss), *sorted(grads.items())) if not be.all_finite(g)]
+        if bad:  # the guard of mdlstm_np.train: never apply a NaN/inf update
+            raise Diverged(f"{kind}: {bad[0]} is not finite (NaN or inf) at step {step}; "
+                           f"stopped before applying it", hist)
         opt.step(params, grads)
         idx = be.index(relevant_index(pos, shape))
         d = be.take(xp.reshape(y, (-1,)), idx) - be.take(xp.reshape(t, (-1,)), idx)
@@ -127,18 +139,9 @@ def save_plot(path, hists):
         ax.set_title(title)
         ax.legend()
     fig.tight_layout()
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".png", dir=folder)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110, format="png")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)  # atomic: readers see the old file or the complete new one
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    try:  # atomic: readers see the old file or the complete new one
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), suffix=".png")
     finally:
         plt.close(fig)
 
@@ -159,7 +162,15 @@ def main(argv=None):
     hists, secs = {}, {}
     for kind in ("3-D", "2-D"):
         print(f"training the {kind} MD-LSTM ({args.steps} steps, {args.size}³ volumes)")
-        hists[kind], secs[kind] = train(kind, args, log_every)
+        try:
+            hists[kind], secs[kind] = train(kind, args, log_every)
+        except Diverged as e:  # keep what was done: the curves up to the bad step
+            hists[kind] = e.hist
+            if any(h["step"] for h in hists.values()):
+                save_plot(args.out, {k: h for k, h in hists.items() if h["step"]})
+                print(f"wrote {args.out} (the steps before it)")
+            print(f"demo3d.py: {e}", file=sys.stderr)
+            sys.exit(1)
 
     w = max(1, args.steps // 10)  # windows of 10 % of the run
     print(f"\nrelevant loss, median over steps (window {w}):")

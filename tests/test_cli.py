@@ -81,3 +81,50 @@ def test_cupy_without_gpu_is_one_line(tmp_path):
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+@pytest.mark.parametrize("model", ["all", "md_lstm"])
+def test_a_diverging_run_exits_1_and_keeps_its_partial_log(tmp_path, model):
+    """Fault: the demo exiting 0 after training diverged. --lr 1e300 makes the first update
+    overflow: every model must stop with a line saying "not finite", keep the rows logged
+    before the bad step, and the process must exit 1 (no traceback)."""
+    r = run_demo("--model", model, "--lr", "1e300", "--steps", "20", "--size", "4",
+                 "--batch", "2", "--hidden", "3", "--backend", "numpy", "--out",
+                 str(tmp_path), "--no-progress")
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
+    names = list(MODEL_NAMES) if model == "all" else ["MD_LSTM"]
+    msgs = [line for line in r.stderr.splitlines() if "not finite" in line]
+    assert [m.split(":")[1].strip() for m in msgs] == names
+    for name in names:
+        lines = (tmp_path / f"out_{name}.tsv").read_text().splitlines()
+        assert lines[0].split("\t") == ["steps", "overall_loss", "time", "relevant_loss"]
+        assert len(lines) >= 2                                 # step 0 was fine and is kept
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp")]
+
+
+def test_demo3d_stops_on_a_nonfinite_loss_with_exit_1(tmp_path, monkeypatch, capsys):
+    """The same exit path in examples/demo3d.py: its loop had no guard and went on with NaN."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "demo3d", os.path.join(ROOT, "examples", "demo3d.py"))
+    demo3d = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo3d)
+    real_mse, calls = demo3d.mse, []
+
+    def mse_nan_at_third_step(be, y, t):
+        loss, dy = real_mse(be, y, t)
+        calls.append(1)
+        return (loss * float("nan"), dy) if len(calls) == 3 else (loss, dy)
+
+    monkeypatch.setattr(demo3d, "mse", mse_nan_at_third_step)
+    out = tmp_path / "d3.png"
+    with pytest.raises(SystemExit) as info:
+        demo3d.main(["--steps", "5", "--size", "3", "--hidden", "2", "--batch", "2",
+                     "--out", str(out)])
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    assert "not finite" in err and "step 3" in err
+    assert out.stat().st_size > 0                              # the two good steps, plotted
+    assert os.listdir(tmp_path) == ["d3.png"]
