@@ -73,3 +73,30 @@ def test_gradcheck_catches_a_wrong_gradient(rng):
 
     errors = check_layer(Broken(), params, x, rng)
     assert errors["U"] > 1e-4 and errors["W"] <= TOL
+
+
+@pytest.mark.parametrize("slip", [1.001, 0.999, -1.0])
+def test_directional_check_catches_a_wrong_gradient(rng, slip):
+    """Fault: the directional check weakened (e.g. its error divided by 1e6). It is the only
+    check on the larger grids in seven places, so it must fail on a wrong backward too: every
+    gradient scaled by ``slip`` changes the directional derivative by the same factor, so the
+    relative error is |1 − slip| / |1 + slip| for any direction (5e-4 for a 0.1 % slip)."""
+    layer = MDLSTM(2, 3, 2)
+    params = layer.init_params(rng)
+    x = rng.standard_normal((2, 5, 4, 2))
+
+    class Broken:
+        be = layer.be
+
+        def forward(self, p, x):
+            return layer.forward(p, x)
+
+        def backward(self, dout, cache):
+            dx, g = layer.backward(dout, cache)
+            return dx * slip, {k: v * slip for k, v in g.items()}
+
+    expected = abs(1 - slip) / max(abs(1 + slip), abs(1 - slip))
+    err = check_layer(Broken(), params, x, rng, mode="direction")["direction"]
+    assert err == pytest.approx(expected, rel=1e-3)
+    assert err > 100 * TOL
+    assert check_layer(layer, params, x, rng, mode="direction")["direction"] <= TOL
