@@ -75,11 +75,11 @@ def summary_table(results: dict) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from mdlstm_np.backend import get_backend
-    from mdlstm_np.models import MODEL_NAMES, build_model
-    from mdlstm_np.plots import plot_losses, plot_predictions
-    from mdlstm_np.tasks import random_diagonal
-    from mdlstm_np.train import TrainingDiverged, predict, train
+    from mdlstm_np.backends import get_backend
+    from mdlstm_np.experiment.models import MODEL_NAMES, build_model
+    from mdlstm_np.experiment.plots import plot_losses, plot_predictions
+    from mdlstm_np.experiment.tasks import random_diagonal
+    from mdlstm_np.experiment.train import TrainingDiverged, predict, train
     from mdlstm_np.validate import check_positive_int
 
     # ---- check every input before any work (one line, exit 2, on the first problem)

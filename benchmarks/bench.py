@@ -48,10 +48,10 @@ import tracemalloc
 
 import numpy as np
 
-from mdlstm_np.atomic import atomic_write
-from mdlstm_np.backend import get_backend
+from mdlstm_np.experiment.atomic import atomic_write
+from mdlstm_np.backends import get_backend
 from mdlstm_np.mdlstm import MDLSTM
-from mdlstm_np.reference import mdlstm_reference_forward
+from mdlstm_np.testing.reference import mdlstm_reference_forward
 
 CONFIGS = {  # name: (side, batch, hidden, channels)
     "S": (8, 16, 16, 1),
@@ -178,7 +178,7 @@ def workloads(be, side, B, H, C, dtype, kinds):
 def train_step(be, side, B, H, C, dtype, x, rng):
     """One full training step of the MD_LSTM model: forward, MSE, backward, Adam."""
     from mdlstm_np.losses import mse
-    from mdlstm_np.models import build_model
+    from mdlstm_np.experiment.models import build_model
     from mdlstm_np.optim import Adam
 
     # Graves' plain cell (ln=False): the cell the numba hot loop covers. The model's default,
@@ -228,7 +228,7 @@ def get_backends(names, numba_threads=1):
         try:
             if name == "numba":
                 get_backend("numba")  # raises when numba is missing
-                from mdlstm_np.backend_numba import NumbaBackend
+                from mdlstm_np.backends.numba import NumbaBackend
 
                 out.append(NumbaBackend(threads=numba_threads))
                 continue

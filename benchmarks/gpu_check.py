@@ -95,7 +95,7 @@ def _fmt(v):
 # --------------------------------------------------------------------------- own timing
 def _step_fn(backend, side, batch, hidden):
     from mdlstm_np.losses import mse
-    from mdlstm_np.models import build_model
+    from mdlstm_np.experiment.models import build_model
     from mdlstm_np.optim import Adam
 
     model = build_model("MD_LSTM", hidden=hidden, backend=backend, dtype="float32",
@@ -151,7 +151,7 @@ def time_backend(backend, name, reps):
 
 
 def own_timing(out: Path, configs):
-    from mdlstm_np.backend import get_backend, numba_available
+    from mdlstm_np.backends import get_backend, numba_available
 
     cpu = "numba" if numba_available() else "numpy"
     rows = []

@@ -40,7 +40,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "installing: ${missing[*]}"
     pip_install "${missing[@]}" || { echo "pip install failed"; status=1; }
 fi
-probe() { "$PY" -c "from mdlstm_np.backend_cupy import cupy_unavailable_reason as r; print(r() or 'ok')"; }
+probe() { "$PY" -c "from mdlstm_np.backends.cupy import cupy_unavailable_reason as r; print(r() or 'ok')"; }
 reason=$(probe)
 if [ "$reason" != "ok" ] && [[ "$reason" == *"cannot run a kernel"* ]]; then
     echo "cupy cannot run a kernel ($reason): adding the CUDA 12 libraries (cupy-cuda12x[ctk])"
@@ -61,7 +61,7 @@ step "3. cupy tests (tests/test_cupy.py)"
     || { echo "cupy tests FAILED"; status=1; }
 
 step "4. benchmark: S, M, L, XL on cupy and on the CPU backend (float32)"
-cpu=$("$PY" -c "from mdlstm_np.backend import numba_available as n; print('numba' if n() else 'numpy')")
+cpu=$("$PY" -c "from mdlstm_np.backends import numba_available as n; print('numba' if n() else 'numpy')")
 if [ -f "$ROOT/benchmarks/bench.py" ] && timeout 150 "$PY" -m benchmarks.bench --backends "cupy,$cpu" \
         --configs S,M,L,XL --dtype float32 --out "$OUT/bench"; then
     step "5. cupy vs $cpu (from the benchmark suite)"

@@ -33,13 +33,13 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from mdlstm_np.atomic import atomic_write  # noqa: E402
+from mdlstm_np.experiment.atomic import atomic_write  # noqa: E402
 from mdlstm_np.head import DenseSigmoid  # noqa: E402
 from mdlstm_np.losses import mse  # noqa: E402
 from mdlstm_np.mdlstm import MDLSTM  # noqa: E402
-from mdlstm_np.models import Model  # noqa: E402
+from mdlstm_np.experiment.models import Model  # noqa: E402
 from mdlstm_np.optim import Adam  # noqa: E402
-from mdlstm_np.tasks3d import random_diagonal_3d, relevant_index  # noqa: E402
+from mdlstm_np.experiment.tasks3d import random_diagonal_3d, relevant_index  # noqa: E402
 
 
 class SliceCache(NamedTuple):
@@ -106,7 +106,7 @@ def train(kind: str, args, log_every: int):
         loss, dy = mse(be, y, t)
         _, grads = model.backward(dy, cache)
         bad = [k for k, g in (("loss", loss), *sorted(grads.items())) if not be.all_finite(g)]
-        if bad:  # the guard of mdlstm_np.train: never apply a NaN/inf update
+        if bad:  # the guard of mdlstm_np.experiment.train: never apply a NaN/inf update
             raise Diverged(f"{kind}: {bad[0]} is not finite (NaN or inf) at step {step}; "
                            f"stopped before applying it", hist)
         opt.step(params, grads)

@@ -24,8 +24,8 @@ from mdlstm_np.cells.layernorm import LayerNormCell
 from mdlstm_np.head import DenseSigmoid
 from mdlstm_np.losses import mse
 from mdlstm_np.mdlstm import MDLSTM
-from mdlstm_np.models import Model
-from mdlstm_np.tasks import random_diagonal
+from mdlstm_np.experiment.models import Model
+from mdlstm_np.experiment.tasks import random_diagonal
 
 FLIPS = {"top-left": (), "top-right": (2,), "bottom-left": (1,), "bottom-right": (1, 2)}
 
@@ -123,7 +123,7 @@ def table_sweep(sizes=(8, 16, 32, 64)):
 
 
 def train_compare(steps=1000, seeds=(0, 1, 2), backend="numpy"):
-    from mdlstm_np.train import TrainingDiverged, train
+    from mdlstm_np.experiment.train import TrainingDiverged, train
 
     print(f"\nrandom diagonal 8x8, batch 16, hidden 16, Adam 0.01, {steps} steps, float32")
     print("median relevant loss over the windows (steps), per seed")

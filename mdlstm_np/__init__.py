@@ -1,12 +1,22 @@
 """mdlstm_np: a Multi-Dimensional LSTM (Graves, Fernández & Schmidhuber 2007) written from
 scratch, with every forward and backward pass derived by hand and checked against finite
-differences. Start reading at ``mdlstm.py`` (the sweep) and ``cells/graves.py`` (the cell).
+differences.
+
+Reading order: ``mdlstm.py`` (the layer), ``sweep.py`` (the wavefront recurrence and the
+contract every backend's fast sweep follows), ``cells/graves.py`` (the cell), ``grid.py``
+(the wavefront schedule). Backends in ``backends/``, the seed's experiment in ``experiment/``,
+test oracles in ``testing/``.
 """
 
-from .backend import get_backend
+from . import _moved
+from .backends import get_backend
+from .experiment.models import Model, build_model
 from .mdlstm import MDLSTM
 from .multidir import MultiDirectionalMDLSTM
 from .sd import HorizontalSDLSTM, SnakeSDLSTM
 
-__all__ = ["get_backend", "MDLSTM", "MultiDirectionalMDLSTM", "HorizontalSDLSTM", "SnakeSDLSTM"]
+_moved.install()
+
+__all__ = ["get_backend", "MDLSTM", "MultiDirectionalMDLSTM", "HorizontalSDLSTM", "SnakeSDLSTM",
+           "Model", "build_model"]
 __version__ = "0.1.0"

@@ -4,7 +4,8 @@ All gates of a cell are computed by one matmul into one packed vector z of lengt
 counts)·H. The order is defined once, here; layers and kernels ask a ``GateLayout`` for a
 block's slice instead of re-slicing by hand.
 
-Graves' MD-LSTM in n dimensions (MATH.md):  [ i | f_1 … f_n | o | g ],  G = (n + 3)·H.
+Graves' MD-LSTM in n dimensions (docs/equations.md):  [ i | f_1 … f_n | o | g ],
+G = (n + 3)·H.
 The sigmoid gates come first and are contiguous, so one sigmoid covers ``z[..., :sig_end]``
 and one tanh covers the cell input g.
 """

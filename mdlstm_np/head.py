@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple, Tuple
 
-from .backend import get_backend
+from .backends import get_backend
 from .validate import check_dtype_name, check_params, check_positive_int
 
 

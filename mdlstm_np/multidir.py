@@ -17,10 +17,10 @@ layer (``mdlstm.py``) with its own parameters θ_F. For each direction F, in one
 Backward, the mirror image. P_F is a permutation, so its transpose is its inverse, and it is
 an involution, so its inverse is itself: the backward of a gather by P_F is the same gather.
 
-    4b. dh_F = dout[…, block F]   (concat)      dh_F = dout   (sum)
-    3b. dh̃_F = P_F dh_F
-    2b. dx̃_F, dθ_F = MDLSTM_F.backward(dh̃_F)
-    1b. dx = Σ_F P_F dx̃_F
+    4'. dh_F = dout[…, block F]   (concat)      dh_F = dout   (sum)
+    3'. dh̃_F = P_F dh_F
+    2'. dx̃_F, dθ_F = MDLSTM_F.backward(dh̃_F)
+    1'. dx = Σ_F P_F dx̃_F
 
 Variable-size batches. Sample b occupies the box [0, L_b1) × … × [0, L_bn) at the origin corner
 of the padded grid (``sizes[b] = L_b``). Its scan from F's corner must start at *its own*
@@ -141,14 +141,11 @@ def flip_index(shape: Tuple[int, ...], flips: Tuple[bool, ...], batch: int,
 
 
 def _device_flip(be, shape, flips, batch, sizes):
-    """``flip_index`` converted to the backend once and cached on ``be``."""
-    cache = be.__dict__.setdefault("_flips", {})
+    """``flip_index`` converted to the backend once (per shape, flips, batch and sizes; the
+    backend's bounded per-shape cache: variable-size batches make a new key every batch)."""
     key = (tuple(shape), flips, batch, None if sizes is None else sizes.tobytes())
-    if key not in cache:
-        if len(cache) >= 256:  # variable-size batches make many keys: keep the cache bounded
-            cache.clear()
-        cache[key] = be.index(flip_index(shape, flips, batch, sizes))
-    return cache[key]
+    return be.shape_cache("flip_index").get_or_make(
+        key, lambda: be.index(flip_index(shape, flips, batch, sizes)))
 
 
 def apply_flip(be, a, idx):
@@ -260,13 +257,13 @@ class MultiDirectionalMDLSTM:
         H = self.hidden
         dx, grads = None, {}
         for j, (k, idx, c) in enumerate(zip(self.codes, cache.flips, cache.caches)):
-            if self.combine == "concat":  # 4b. this direction's block of dout
+            if self.combine == "concat":  # 4'. this direction's block of dout
                 dh = dout[..., j * H:(j + 1) * H]
             else:
                 dh = dout
-            dh_f = apply_flip(be, dh, idx)  # 3b. dh̃_F = P_F dh_F
-            dx_f, g = self.layer.backward(dh_f, c)  # 2b.
-            dx_k = apply_flip(be, dx_f, idx)  # 1b. P_F dx̃_F, summed over directions
+            dh_f = apply_flip(be, dh, idx)  # 3'. dh̃_F = P_F dh_F
+            dx_f, g = self.layer.backward(dh_f, c)  # 2'.
+            dx_k = apply_flip(be, dx_f, idx)  # 1'. P_F dx̃_F, summed over directions
             dx = dx_k if dx is None else dx + dx_k
             grads.update({self._prefix(k) + name: v for name, v in g.items()})
         return dx, grads

@@ -86,12 +86,12 @@ def check_params(be, params, expected_shapes: dict, dtype, name="params"):
         raise ValueError(f"{name}: expected keys {sorted(expected_shapes)}, missing {missing}, "
                          f"unexpected {extra}")
     for key, shape in expected_shapes.items():
-        p = params[key]
-        if tuple(p.shape) != tuple(shape):
+        value = params[key]
+        if tuple(value.shape) != tuple(shape):
             raise ValueError(f"{name}[{key!r}]: expected shape {tuple(shape)}, got "
-                             f"{tuple(p.shape)}")
-        if be.dtype_name(p) != dtype:
-            raise TypeError(f"{name}[{key!r}]: expected dtype {dtype}, got {be.dtype_name(p)}")
+                             f"{tuple(value.shape)}")
+        if be.dtype_name(value) != dtype:
+            raise TypeError(f"{name}[{key!r}]: expected dtype {dtype}, got {be.dtype_name(value)}")
     return params
 
 

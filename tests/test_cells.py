@@ -1,11 +1,11 @@
 """Cell variants: gradient checks, equivalences, a cell-by-cell reference, and the |c| bounds.
 
 Variants: graves, graves + peepholes, stable (λ-mixture), leakylp. Every backward is checked
-against float64 finite differences (``mdlstm_np.gradcheck``) for n = 1, 2, 3 grid axes,
+against float64 finite differences (``mdlstm_np.testing.gradcheck``) for n = 1, 2, 3 grid axes,
 without state, with a given initial state (h0, c0; their gradients checked too) and with a
 variable-size ``sizes`` mask, on hypothesis-drawn small shapes that include all-zero inputs.
 The forward equations are checked separately against a plain raster-order loop written
-straight from MATH.md (the gradient checks only prove backward ≡ d(forward)).
+straight from docs/equations.md (the gradient checks only prove backward ≡ d(forward)).
 """
 
 import itertools
@@ -16,10 +16,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mdlstm_np.backend import get_backend
+from mdlstm_np.backends import get_backend
 from mdlstm_np.cells import make_cell
 from mdlstm_np.cells.stable import StableCell
-from mdlstm_np.gradcheck import check_layer, numerical_gradient, relative_error
+from mdlstm_np.testing.gradcheck import check_layer, numerical_gradient, relative_error
 from mdlstm_np.mdlstm import MDLSTM
 
 VARIANTS = {  # id -> MDLSTM keyword arguments
@@ -69,7 +69,7 @@ def random_input(case, rng):
 def grid_state(cache, case):
     """The cell states c (B, *sides, H) from a forward cache (stored in wavefront order)."""
     host = cache.plan.host
-    c_w = np.asarray(cache.sweep.c)[:host.ncells][host.inverse]  # raster order, (N, B, H)
+    c_w = np.asarray(cache.sweep_cache.c)[:host.ncells][host.inverse]  # raster order, (N, B, H)
     return np.moveaxis(c_w.reshape(*case.sides, case.batch, case.hidden), -2, 0)
 
 
@@ -179,7 +179,7 @@ def _sig(a):
 
 
 def reference_forward(variant, x, p, n, H, h0=None, c0=None):
-    """Raster-order loop, the equations of MATH.md written literally: (h, c) (B, *S, H)."""
+    """Raster-order loop, docs/equations.md written literally: (h, c) (B, *S, H)."""
     B, S = x.shape[0], x.shape[1:-1]
     h, c = np.zeros((B, *S, H)), np.zeros((B, *S, H))
     h0 = np.zeros((B, H)) if h0 is None else h0
@@ -298,7 +298,7 @@ def test_variant_layouts_and_parameter_shapes():
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_variants_use_only_array_api_calls(variant, ndim):
     """The cell code on a strict array-API namespace (on a fake device): the same numbers."""
-    from mdlstm_np.backend_strict import StrictBackend
+    from mdlstm_np.backends.strict import StrictBackend
 
     be = StrictBackend()
     rng = np.random.default_rng(2)

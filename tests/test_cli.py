@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from mdlstm_np.models import MODEL_NAMES
+from mdlstm_np.experiment.models import MODEL_NAMES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, "demo.py")
@@ -71,7 +71,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, words):
 
 def test_cupy_without_gpu_is_one_line(tmp_path):
     try:
-        from mdlstm_np.backend import get_backend
+        from mdlstm_np.backends import get_backend
 
         get_backend("cupy")
         pytest.skip("cupy is usable here")

@@ -4,7 +4,7 @@ Without a GPU (CI):
 * ``--backend cupy`` / ``get_backend("cupy")`` fail with one clear line; "auto" skips cupy.
 * ``backend_cupy`` imports without cupy and compiles nothing at import.
 * The fused kernel bodies run on the CPU: the very same C sources, compiled by g++ into a
-  bounds-checked host loop, drive the real ``FusedGraves`` sweep, which must match the numpy
+  bounds-checked host loop, drive the real ``FusedGravesSweep``, which must match the numpy
   reference sweep (forward, every gradient, masks, initial states, n = 1, 2, 3).
 * nvcc compiles the same sources as CUDA, inside cupy's own CArray (where nvcc exists).
 * The kernels carry the numbered step comments of ``cells/graves.py``.
@@ -26,10 +26,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mdlstm_np import backend_cupy as bc
-from mdlstm_np.backend import Backend, get_backend
-from mdlstm_np.gradcheck import check_layer
+from mdlstm_np.backends import Backend, get_backend
+from mdlstm_np.backends import cupy as bc
 from mdlstm_np.mdlstm import MDLSTM
+from mdlstm_np.testing.gradcheck import check_layer
 
 ROOT = Path(__file__).resolve().parents[1]
 GPU_REASON = bc.cupy_unavailable_reason()
@@ -70,7 +70,7 @@ def test_reason_when_cupy_is_not_installed(monkeypatch):
 
 def test_module_imports_without_cupy_and_compiles_nothing():
     code = ("import sys; sys.modules['cupy'] = None\n"
-            "import mdlstm_np.backend_cupy as bc\n"
+            "import mdlstm_np.backends.cupy as bc\n"
             "assert bc._elementwise_kernels.cache_info().currsize == 0\n"
             "print('ok')")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
@@ -95,7 +95,7 @@ def test_demo_backend_cupy_exits_with_one_line(tmp_path):
 def test_kernels_carry_the_reference_step_comments():
     """Every numbered comment of cells/graves.py appears, as // comment, in the kernels."""
     ref = (ROOT / "mdlstm_np" / "cells" / "graves.py").read_text(encoding="utf-8")
-    steps = re.findall(r"#\s*(\d+b?\.[^\n]*)", ref)
+    steps = re.findall(r"#\s*(\d+[a-z]?'?\.[^\n]*)", ref)
     assert len(steps) >= 10
     kernels = "\n".join(ks.body for ks in bc.KERNELS)
     for text in steps:
@@ -212,9 +212,9 @@ class HostFusedBackend(Backend):
 
     def __init__(self, kernels):
         super().__init__()
-        self._fused = bc.FusedGraves(self, kernels)
+        self._graves = bc.FusedGravesSweep(self, kernels)
 
-    hot_loop = bc.CupyBackend.hot_loop
+    fast_sweeps = bc.CupyBackend.fast_sweeps
 
 
 def _run(be, n, dtype, *, B=2, S=(3, 4, 2), H=3, C=2, state=False, sizes=False, zero=False,
@@ -302,12 +302,12 @@ def test_other_cells_fall_back_to_reference():
     be = HostFusedBackend(kernels=None)
     from mdlstm_np.cells import make_cell
 
-    assert be.hot_loop("forward", make_cell("graves")) is not None
+    assert be.sweep_for(make_cell("graves")).name == "cupy-graves"
 
     class NotGraves(type(make_cell("graves"))):
         pass
 
-    assert be.hot_loop("forward", NotGraves()) is None
+    assert be.sweep_for(NotGraves()) is be.reference_sweep
 
 
 # --------------------------------------------------------------------------- nvcc
@@ -403,7 +403,7 @@ def test_cupy_finite_differences(n):
 def test_cupy_fused_matches_reference_sweep_on_gpu(monkeypatch):
     be = get_backend("cupy")
     fused, _ = _run(be, 2, "float64", state=True, sizes=True, B=4, S=(9, 7), H=8)
-    monkeypatch.setattr(type(be), "hot_loop", lambda self, *a, **k: None)
+    monkeypatch.setattr(type(be), "fast_sweeps", lambda self: {})
     ref, cache = _run(be, 2, "float64", state=True, sizes=True, B=4, S=(9, 7), H=8)
     assert not cache.hot
     for k in ref:

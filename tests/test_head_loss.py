@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mdlstm_np.backend import get_backend
-from mdlstm_np.gradcheck import check_gradients
+from mdlstm_np.backends import get_backend
+from mdlstm_np.testing.gradcheck import check_gradients
 from mdlstm_np.head import DenseSigmoid
 from mdlstm_np.losses import mse, relevant_loss
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from hypothesis import assume, example, given, strategies as st
 
-from mdlstm_np.backend import Backend
+from mdlstm_np.backends import Backend
 from mdlstm_np.cells import make_cell
 from mdlstm_np.cells.layernorm import LayerNormCell
-from mdlstm_np.gradcheck import check_gradients, check_layer
-from mdlstm_np.layernorm import layer_norm, layer_norm_backward
+from mdlstm_np.testing.gradcheck import check_gradients, check_layer
+from mdlstm_np.norm import layer_norm, layer_norm_backward
 from mdlstm_np.mdlstm import MDLSTM
 from strategies import grid_inputs
 
@@ -141,7 +141,7 @@ def test_fixed_ln_gradients_per_element(data, hidden, seed, perturb):
 
 def _smallest_ln_spread(cache):
     """min over every LN of every cell of s = sqrt(var + κ), from a forward cache."""
-    steps = cache.sweep.steps
+    steps = cache.sweep_cache.steps
     return 1.0 / max(max(float(st_.gate_ln.inv_s.max()), float(st_.cell_ln.inv_s.max()))
                      for st_ in steps)
 
@@ -241,7 +241,7 @@ def test_gradcheck_catches_a_wrong_ln_backward(rng, monkeypatch):
 def test_ln_cell_on_a_strict_array_api_backend(rng):
     """Same numbers through array_api_strict: no stray numpy call in the cell or LN."""
     pytest.importorskip("array_api_strict")
-    from mdlstm_np.backend_strict import StrictBackend
+    from mdlstm_np.backends.strict import StrictBackend
 
     be = StrictBackend()
     for ln in ("fixed", "seed"):

@@ -6,7 +6,7 @@ from hypothesis import given, strategies as st
 
 from mdlstm_np.grid import wavefront_plan
 from mdlstm_np.mdlstm import MDLSTM
-from mdlstm_np.reference import mdlstm_reference_forward
+from mdlstm_np.testing.reference import mdlstm_reference_forward
 from strategies import grid_inputs
 
 

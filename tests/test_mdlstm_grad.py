@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from mdlstm_np.gradcheck import check_layer
+from mdlstm_np.testing.gradcheck import check_layer
 from mdlstm_np.mdlstm import MDLSTM
 from strategies import grid_inputs
 
@@ -27,7 +27,7 @@ def test_mdlstm_gradients_per_element(data, hidden, seed, forget_bias):
 @given(data=grid_inputs(max_batch=2), hidden=st.integers(1, 3), seed=st.integers(0, 2**31 - 1))
 def test_mdlstm_gradients_with_initial_state(data, hidden, seed):
     """dh0, dc0: the gradients that reach the boundary state, checked like any input."""
-    from mdlstm_np.gradcheck import check_gradients
+    from mdlstm_np.testing.gradcheck import check_gradients
 
     x, n = data
     rng = np.random.default_rng(seed)

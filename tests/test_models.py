@@ -4,10 +4,10 @@ differences, forward shapes, build_model's errors."""
 import numpy as np
 import pytest
 
-from mdlstm_np.gradcheck import check_gradients, directional_check
+from mdlstm_np.testing.gradcheck import check_gradients, directional_check
 from mdlstm_np.losses import mse
-from mdlstm_np.models import MODEL_NAMES, Model, build_model
-from mdlstm_np.tasks import random_diagonal
+from mdlstm_np.experiment.models import MODEL_NAMES, Model, build_model
+from mdlstm_np.experiment.tasks import random_diagonal
 
 TOL = 1e-6
 
@@ -110,9 +110,9 @@ def test_head_loss_optim_and_training_loop_on_a_strict_array_api_backend():
     """No stray numpy call and no host/device mixing outside the recurrent layers either:
     head, MSE, relevant loss, Adam/SGD and train() run on array_api_strict on a fake device."""
     pytest.importorskip("array_api_strict")
-    from mdlstm_np.backend_strict import StrictBackend
+    from mdlstm_np.backends.strict import StrictBackend
     from mdlstm_np.optim import SGD
-    from mdlstm_np.train import predict, train
+    from mdlstm_np.experiment.train import predict, train
 
     be = StrictBackend()
     for name in MODEL_NAMES:
@@ -132,7 +132,7 @@ def test_head_loss_optim_and_training_loop_on_a_strict_array_api_backend():
 
 def test_model_with_a_multidirectional_layer_takes_its_concatenated_width(rng):
     """A head on a 4-direction concat layer reads 4·H features; gradients still check out."""
-    from mdlstm_np.gradcheck import check_layer
+    from mdlstm_np.testing.gradcheck import check_layer
     from mdlstm_np.head import DenseSigmoid
     from mdlstm_np.multidir import MultiDirectionalMDLSTM
 

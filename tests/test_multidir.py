@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mdlstm_np.backend import Backend
-from mdlstm_np.gradcheck import check_layer
+from mdlstm_np.backends import Backend
+from mdlstm_np.testing.gradcheck import check_layer
 from mdlstm_np.mdlstm import MDLSTM
 from mdlstm_np.multidir import (MultiDirectionalMDLSTM, apply_flip, direction_code,
                                 direction_flips, flip_index, parse_directions)

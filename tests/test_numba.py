@@ -26,12 +26,13 @@ from hypothesis import strategies as st
 
 numba = pytest.importorskip("numba")
 
-from mdlstm_np.backend import get_backend  # noqa: E402
-from mdlstm_np.backend_numba import NumbaBackend  # noqa: E402
+from mdlstm_np.backends import get_backend  # noqa: E402
+from mdlstm_np.backends.numba import NumbaBackend  # noqa: E402
 from mdlstm_np.cells.graves import GravesCell  # noqa: E402
-from mdlstm_np.gradcheck import check_layer  # noqa: E402
-from mdlstm_np.kernels_numba import _tanh  # noqa: E402
-from mdlstm_np.mdlstm import MDLSTM, FusedWeightGrads  # noqa: E402
+from mdlstm_np.backends.numba_kernels import _tanh  # noqa: E402
+from mdlstm_np.mdlstm import MDLSTM  # noqa: E402
+from mdlstm_np.sweep import FusedWeightGrads, SweepResult  # noqa: E402
+from mdlstm_np.testing.gradcheck import check_layer  # noqa: E402
 from mdlstm_np.sd import HorizontalSDLSTM, SnakeSDLSTM  # noqa: E402
 
 TOL = {"float64": 1e-12, "float32": 1e-5}
@@ -155,22 +156,23 @@ def _hot_backward_result(be, B, x_w=True):
     out, cache = layer.forward(p, rng.standard_normal((B, 3, 4, 2)))
     dout_w = np.ascontiguousarray(
         np.transpose(out.reshape(B, -1, 3), (1, 0, 2))[cache.plan.host.order])
-    hot = be.hot_loop("backward", layer.cell, False)
-    return hot(layer.cell, layer.layout, cache.plan, dout_w, cache.sweep, p, {}, False, None,
-               **({"x_w": cache.x_w} if x_w else {}))
+    sweep = be.sweep_for(layer.cell)
+    return sweep.backward(cell=layer.cell, layout=layer.layout, plan=cache.plan, dout_w=dout_w,
+                          cache=cache.sweep_cache, params=p, grads={}, want_state=False,
+                          mask=None, x_w=cache.x_w if x_w else None)
 
 
 def test_fused_weight_grads_only_in_whole_batch_mode():
-    """Whole batch: step 1a-b comes back from the kernel (4th item, shapes of W, U, b, x_w);
-    batch chunks on threads, or no x_w given: the 3-tuple, the layer does 1a-b itself."""
+    """Whole batch: step 1a' comes back from the kernel (``fused``, shapes of W, U, b, x_w);
+    batch chunks on threads, or no x_w given: fused is None, the layer does 1a' itself."""
     res = _hot_backward_result(NumbaBackend(), B=3)
-    assert len(res) == 4 and isinstance(res[3], FusedWeightGrads)
-    fw = res[3]
+    assert isinstance(res, SweepResult) and isinstance(res.fused, FusedWeightGrads)
+    fw = res.fused
     assert fw.W.shape == (2, 15) and fw.U.shape == (6, 15) and fw.b.shape == (15,)
     assert fw.dx_w.shape == (12, 3, 2)
     assert all(a.dtype == np.float64 for a in fw)
-    assert len(_hot_backward_result(NumbaBackend(threads=2, min_work=0), B=3)) == 3
-    assert len(_hot_backward_result(NumbaBackend(), B=3, x_w=False)) == 3
+    assert _hot_backward_result(NumbaBackend(threads=2, min_work=0), B=3).fused is None
+    assert _hot_backward_result(NumbaBackend(), B=3, x_w=False).fused is None
 
 
 @pytest.mark.parametrize("dt", ["float64", "float32"])
@@ -274,17 +276,15 @@ def test_tanh_within_a_few_ulp(dt):
     assert _tanh(dt(np.inf)) == 1 and _tanh(dt(-np.inf)) == -1
 
 
-def test_hot_loop_covers_only_the_plain_graves_cell():
+def test_fast_sweep_covers_only_the_plain_graves_cell():
     be = get_backend("numba")
-    assert be.hot_loop("forward", GravesCell()) is not None
-    assert be.hot_loop("backward", GravesCell(), True) is not None
+    assert be.sweep_for(GravesCell()).name == "numba-graves"
+    assert be.sweep_for(GravesCell(), masked=True).name == "numba-graves"
 
     class Variant(GravesCell):
         pass
 
-    assert be.hot_loop("forward", Variant()) is None
-    with pytest.raises(ValueError, match="direction"):
-        be.hot_loop("sideways", GravesCell())
+    assert be.sweep_for(Variant()) is be.reference_sweep
 
 
 def test_runs_with_jit_disabled():

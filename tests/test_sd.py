@@ -3,7 +3,7 @@
 import numpy as np
 from hypothesis import given, strategies as st
 
-from mdlstm_np.gradcheck import check_layer
+from mdlstm_np.testing.gradcheck import check_layer
 from mdlstm_np.mdlstm import MDLSTM
 from mdlstm_np.sd import HorizontalSDLSTM, SnakeSDLSTM
 from strategies import grid_inputs

@@ -6,7 +6,7 @@ exactly 1.0 in floating point (σ(50) and tanh(50) round to 1). Graves' cell the
     c(y, x) = 1 + c(y−1, x) + c(y, x−1),     c = 0 outside the grid,
 
 so a(y, x) = c(y, x) + 1 obeys Pascal's rule a(y, x) = a(y−1, x) + a(y, x−1) with a = 1 on the
-boundary, hence c(y, x) = C(y+x+2, y+1) − 1 (MATH.md): c(7, 7) = 12,869, and c(255, 255) =
+boundary, hence c(y, x) = C(y+x+2, y+1) − 1 (docs/equations.md): c(7, 7) = 12,869, and c(255, 255) =
 C(512, 256) − 1 ≈ 4.7e152 on a 256×256 grid, past float32's 3.4e38 from wavefront ~130 on.
 
 The stable cell mixes its predecessors convexly, so the same gates give
@@ -42,7 +42,7 @@ def constant_gates(cell, size, *, dtype="float64", f_bias=SAT, hidden=1):
 
 def grid_state(cache, size, hidden):
     host = cache.plan.host
-    c_w = np.asarray(cache.sweep.c)[:host.ncells][host.inverse]  # (N, 1, H), raster order
+    c_w = np.asarray(cache.sweep_cache.c)[:host.ncells][host.inverse]  # (N, 1, H), raster order
     return c_w.reshape(size, size, hidden)
 
 
@@ -138,7 +138,7 @@ def test_random_weights_on_256x256_stay_bounded(cell, scale):
         assert np.abs(c).max() <= 1.0 + 4 * np.finfo(np.float64).eps
     else:
         f_max = max(float(st.sig[..., layer.layout.slice("f")].max())
-                    for st in cache.sweep.steps)
+                    for st in cache.sweep_cache.steps)
         cap = 1.0 / (1.0 - f_max) if f_max < 1.0 else np.inf
         bound = np.minimum(index_sum(256) + 1, cap)
         assert (np.abs(c[..., 0]) <= bound * (1 + 1e-12)).all()

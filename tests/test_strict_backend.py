@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 
 pytest.importorskip("array_api_strict", reason="pip install array-api-strict (test extra)")
 
-from mdlstm_np.backend import Backend  # noqa: E402
-from mdlstm_np.backend_strict import StrictBackend  # noqa: E402
-from mdlstm_np.gradcheck import check_layer  # noqa: E402
+from mdlstm_np.backends import Backend  # noqa: E402
+from mdlstm_np.backends.strict import StrictBackend  # noqa: E402
+from mdlstm_np.testing.gradcheck import check_layer  # noqa: E402
 from mdlstm_np.mdlstm import MDLSTM  # noqa: E402
 from mdlstm_np.sd import HorizontalSDLSTM, SnakeSDLSTM  # noqa: E402
 
@@ -81,11 +81,11 @@ def test_strict_backend_rejects_host_device_mixing(sbe):
 
 def test_backends_expose_the_same_operations():
     """Every backend has the reference's public methods with the same signatures."""
-    from mdlstm_np.backend_cupy import CupyBackend
+    from mdlstm_np.backends.cupy import CupyBackend
 
     classes = [StrictBackend, CupyBackend]
     try:
-        from mdlstm_np.backend_numba import NumbaBackend
+        from mdlstm_np.backends.numba import NumbaBackend
         classes.append(NumbaBackend)
     except ImportError:
         pass
@@ -212,7 +212,7 @@ def test_head_and_losses_on_strict(sbe):
 
 @pytest.mark.parametrize("name", ["MD_LSTM", "HORIZONTAL_SD_LSTM", "SNAKE_SD_LSTM"])
 def test_models_on_strict(sbe, name):
-    from mdlstm_np.models import build_model
+    from mdlstm_np.experiment.models import build_model
 
     res = {}
     for be in (Backend(), sbe):

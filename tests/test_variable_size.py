@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mdlstm_np.gradcheck import check_layer
+from mdlstm_np.testing.gradcheck import check_layer
 from mdlstm_np.multidir import MultiDirectionalMDLSTM, flip_index
 
 TOL = 1e-6

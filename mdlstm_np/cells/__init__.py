@@ -12,8 +12,9 @@ Interface of a cell object (``graves.py`` is the reference)::
     layout(ndim, hidden)                   -> GateLayout
     param_shapes(ndim, hidden)             -> {name: shape} of the cell's own parameters
     init_value(name, shape)                -> host numpy array, the initial value
-    forward(be, lay, z, c_prev, p)         -> (h, c, step_cache)
-    backward(be, lay, dh, dc, step, p, g)  -> (dz, dc_prev)   (adds own-parameter grads into g)
+    forward(be, lay, z, c_prev, params)    -> (h, c, step_cache)
+    backward(be, lay, dh, dc, step, params, grads) -> (dz, dc_prev)  (adds own-parameter
+                                              gradients into grads)
 
 z is (k, B, G) for the k cells of one wavefront, c_prev a list of n arrays (k, B, H).
 

@@ -15,9 +15,9 @@ through their recurrent matmuls) and dc = ∂L/∂c(p) arriving from the success
 *their* step 3 (f_d(p⁺_d) ⊙ dc(p⁺_d)). Local derivatives are written with outputs:
 σ'(z) = σ(1 − σ), tanh'(z) = 1 − tanh².
 
-    4b. do = dh ⊙ tanh(c)                 dc += dh ⊙ o ⊙ (1 − tanh²(c))
-    3b. di = dc ⊙ g    dg = dc ⊙ i    df_d = dc ⊙ c(p⁻_d)    dc(p⁻_d) = dc ⊙ f_d   (to the sweep)
-    2b. dz_{i,f,o} = d{i,f,o} ⊙ σ(1 − σ)  dz_g = dg ⊙ (1 − g²)
+    4'. do = dh ⊙ tanh(c)                 dc += dh ⊙ o ⊙ (1 − tanh²(c))
+    3'. di = dc ⊙ g    dg = dc ⊙ i    df_d = dc ⊙ c(p⁻_d)    dc(p⁻_d) = dc ⊙ f_d   (to the sweep)
+    2'. dz_{i,f,o} = d{i,f,o} ⊙ σ(1 − σ)  dz_g = dg ⊙ (1 − g²)
 
 With n = 1 this is the ordinary LSTM without peepholes (TensorFlow's LSTMCell): the seed's
 SD baselines are this cell on 1-D sequences.
@@ -45,7 +45,7 @@ class GravesCell(Cell):
 
     make_layout = staticmethod(graves_layout)
 
-    def forward(self, be, lay: GateLayout, z, c_prev, p):
+    def forward(self, be, lay: GateLayout, z, c_prev, params):
         """z (k, B, G), c_prev: n arrays (k, B, H) -> h (k, B, H), c (k, B, H), GravesStep."""
         xp = be.xp
         n = lay.count("f")
@@ -58,14 +58,14 @@ class GravesCell(Cell):
         h = sig[..., lay.slice("o")] * tanh_c  # 4. h = o ⊙ tanh(c)
         return h, c, GravesStep(sig, g, list(c_prev), tanh_c)
 
-    def backward(self, be, lay: GateLayout, dh, dc, step: GravesStep, p, grads):
+    def backward(self, be, lay: GateLayout, dh, dc, step: GravesStep, params, grads):
         """dh, dc (k, B, H) -> dz (k, B, G), dc_prev: n arrays (k, B, H)."""
         xp = be.xp
-        sig, g, c_prev, tanh_c = step
+        sig, g, c_prev, tanh_c = step.sig, step.g, step.c_prev, step.tanh_c
         o = sig[..., lay.slice("o")]
-        d_o = dh * tanh_c  # 4b. through h = o ⊙ tanh(c)
-        dc = dc + dh * o * (1.0 - tanh_c * tanh_c)  # 4b. ... and through tanh(c)
-        return gates_backward(xp, lay, dc, d_o, sig, g, c_prev)  # 3b-2b.
+        d_o = dh * tanh_c  # 4'. through h = o ⊙ tanh(c)
+        dc = dc + dh * o * (1.0 - tanh_c * tanh_c)  # 4'. ... and through tanh(c)
+        return gates_backward(xp, lay, dc, d_o, sig, g, c_prev)  # 3'-2'.
 
 
 def gates_backward(xp, lay: GateLayout, dc, d_o, sig, g, c_prev):
@@ -76,11 +76,11 @@ def gates_backward(xp, lay: GateLayout, dc, d_o, sig, g, c_prev):
     """
     n = lay.count("f")
     i = sig[..., lay.slice("i")]
-    d_i = dc * g  # 3b. through i ⊙ g
+    d_i = dc * g  # 3'. through i ⊙ g
     d_g = dc * i
-    d_f = [dc * c_prev[d] for d in range(n)]  # 3b. through f_d ⊙ c(p⁻_d)
+    d_f = [dc * c_prev[d] for d in range(n)]  # 3'. through f_d ⊙ c(p⁻_d)
     dc_prev = [dc * sig[..., lay.slice("f", d)] for d in range(n)]
     dsig = xp.concat([d_i, *d_f, d_o], axis=-1)  # packed like sig
-    dz = xp.concat([dsig * sig * (1.0 - sig),  # 2b. σ' = σ(1 − σ)
-                    d_g * (1.0 - g * g)], axis=-1)  # 2b. tanh' = 1 − g²
+    dz = xp.concat([dsig * sig * (1.0 - sig),  # 2'. σ' = σ(1 − σ)
+                    d_g * (1.0 - g * g)], axis=-1)  # 2'. tanh' = 1 − g²
     return dz, dc_prev

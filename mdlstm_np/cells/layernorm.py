@@ -18,11 +18,11 @@ shifts are the biases, so ``uses_bias = False``):
 
 Backward, mirrored (dh from above and the successors, dc from the successors' step 4):
 
-    6b. do = dh ⊙ tanh(ĉ)                   dĉ = dh ⊙ o ⊙ (1 − tanh²(ĉ))
-    5b. dc += LN_κ-backward(dĉ)             (adds d ln_c_gain, d ln_c_shift)
-    4b. di = dc ⊙ g   dg = dc ⊙ i   df_d = dc ⊙ c(p⁻_d)   dc(p⁻_d) = dc ⊙ f_d   (to the sweep)
-    3b. da_{i,f,o} = d{i,f,o} ⊙ σ(1 − σ)    da_g = dg ⊙ (1 − g²)
-    2b. dz_j = LN_κ-backward(da_j)          (adds d ln_gain, d ln_shift)
+    6'. do = dh ⊙ tanh(ĉ)                   dĉ = dh ⊙ o ⊙ (1 − tanh²(ĉ))
+    5'. dc += LN_κ-backward(dĉ)             (adds d ln_c_gain, d ln_c_shift)
+    4'. di = dc ⊙ g   dg = dc ⊙ i   df_d = dc ⊙ c(p⁻_d)   dc(p⁻_d) = dc ⊙ f_d   (to the sweep)
+    3'. da_{i,f,o} = d{i,f,o} ⊙ σ(1 − σ)    da_g = dg ⊙ (1 − g²)
+    2'. dz_j = LN_κ-backward(da_j)          (adds d ln_gain, d ln_shift)
 
 formulation="seed": κ = ε = 1e-5, the seed's cell (TensorFlow md_lstm.py), generalised to n
 axes (n forget gates). formulation="fixed" (the default of ``ln=True``): κ = τ², τ = 1.
@@ -88,7 +88,7 @@ from typing import List, NamedTuple
 import numpy as np
 
 from ..gates import GateLayout, graves_layout
-from ..layernorm import LNCache, layer_norm, layer_norm_backward
+from ..norm import LNCache, layer_norm, layer_norm_backward
 from .graves import gates_backward
 
 FORMULATIONS = ("fixed", "seed")
@@ -153,25 +153,27 @@ class LayerNormCell:
         raise KeyError(f"key: expected one of ln_gain, ln_shift, ln_c_gain, ln_c_shift, "
                        f"got {key!r}")
 
-    def forward(self, be, lay: GateLayout, z, c_prev, p):
+    def forward(self, be, lay: GateLayout, z, c_prev, params):
         """z (k, B, G), c_prev: n arrays (k, B, H) -> h (k, B, H), c (k, B, H), LayerNormStep."""
         xp = be.xp
         n, H = lay.count("f"), lay.hidden
         k, B, G = z.shape
         zb = xp.reshape(z, (k, B, G // H, H))  # one row per gate block
-        a, gate_ln = layer_norm(xp, zb, p["ln_gain"], p["ln_shift"], self.kappa)  # 2.
+        a, gate_ln = layer_norm(xp, zb, params["ln_gain"], params["ln_shift"],
+                                self.kappa)  # 2.
         a = xp.reshape(a, (k, B, G))
         sig = be.sigmoid(a[..., lay.span("i", "o")])  # 3. i, f_1..f_n, o  (k, B, (n+2)H)
         g = xp.tanh(a[..., lay.slice("g")])  # 3. cell input
         c = sig[..., lay.slice("i")] * g  # 4. i ⊙ g ...
         for d in range(n):
             c = c + sig[..., lay.slice("f", d)] * c_prev[d]  # 4. ... + f_d ⊙ c(p⁻_d)
-        c_hat, cell_ln = layer_norm(xp, c, p["ln_c_gain"], p["ln_c_shift"], self.kappa)  # 5.
+        c_hat, cell_ln = layer_norm(xp, c, params["ln_c_gain"], params["ln_c_shift"],
+                                    self.kappa)  # 5.
         tanh_c = xp.tanh(c_hat)
         h = sig[..., lay.slice("o")] * tanh_c  # 6. h = o ⊙ tanh(ĉ)
         return h, c, LayerNormStep(gate_ln, sig, g, list(c_prev), cell_ln, tanh_c)
 
-    def backward(self, be, lay: GateLayout, dh, dc, step: LayerNormStep, p, grads):
+    def backward(self, be, lay: GateLayout, dh, dc, step: LayerNormStep, params, grads):
         """dh, dc (k, B, H) -> dz (k, B, G), dc_prev: n arrays (k, B, H).
 
         Adds the gradients of ln_gain, ln_shift, ln_c_gain, ln_c_shift into ``grads``.
@@ -180,18 +182,18 @@ class LayerNormCell:
         H = lay.hidden
         sig, g, c_prev, tanh_c = step.sig, step.g, step.c_prev, step.tanh_c
         o = sig[..., lay.slice("o")]
-        d_o = dh * tanh_c  # 6b. through h = o ⊙ tanh(ĉ)
-        d_chat = dh * o * (1.0 - tanh_c * tanh_c)  # 6b. ... and through tanh(ĉ)
-        d_c, d_cg, d_cs = layer_norm_backward(xp, d_chat, step.cell_ln)  # 5b.
+        d_o = dh * tanh_c  # 6'. through h = o ⊙ tanh(ĉ)
+        d_chat = dh * o * (1.0 - tanh_c * tanh_c)  # 6'. ... and through tanh(ĉ)
+        d_c, d_cg, d_cs = layer_norm_backward(xp, d_chat, step.cell_ln)  # 5'.
         grads["ln_c_gain"] = grads["ln_c_gain"] + d_cg
         grads["ln_c_shift"] = grads["ln_c_shift"] + d_cs
         dc = dc + d_c
-        # 4b-3b. through c = i ⊙ g + Σ_d f_d ⊙ c(p⁻_d) and the gate nonlinearities: exactly
+        # 4'-3'. through c = i ⊙ g + Σ_d f_d ⊙ c(p⁻_d) and the gate nonlinearities: exactly
         # Graves' steps 3b-2b, with the normalised a in place of z
         da, dc_prev = gates_backward(xp, lay, dc, d_o, sig, g, c_prev)
         k, B, G = da.shape
         dzb, d_g_ln, d_s_ln = layer_norm_backward(xp, xp.reshape(da, (k, B, G // H, H)),
-                                                  step.gate_ln)  # 2b.
+                                                  step.gate_ln)  # 2'.
         grads["ln_gain"] = grads["ln_gain"] + d_g_ln
         grads["ln_shift"] = grads["ln_shift"] + d_s_ln
         return xp.reshape(dzb, (k, B, G)), dc_prev

@@ -28,12 +28,12 @@ the bound is max(1, |c0|); and floating-point rounding of the convex combination
 
 Backward. dh = ∂L/∂h(p), dc = ∂L/∂c(p) from the sweep; σ' = σ(1 − σ), tanh' = 1 − tanh².
 
-    4b.  da = dh ⊙ (1 − h²)
-    4a.  dω₀ = da ⊙ c    dω₁ = da ⊙ c⁻    dc += da ⊙ ω₀    dc⁻ = da ⊙ ω₁
-    3cb. df = dc ⊙ (c⁻ − g)    dg = dc ⊙ (1 − f)    dc⁻ += dc ⊙ f
-    3bb. dc(p⁻_d) = dc⁻ ⊙ λ̂_d                                      (to the sweep)
-    3ab. dz_λd = λ̂_d ⊙ (1 − λ_d) ⊙ dc⁻ ⊙ (c(p⁻_d) − c⁻)     (derived in ``stable.py``)
-    2b.  dz_{f,ω₀,ω₁} = d· ⊙ σ(1 − σ)          dz_g = dg ⊙ (1 − g²)
+    4b'. da = dh ⊙ (1 − h²)
+    4a'. dω₀ = da ⊙ c    dω₁ = da ⊙ c⁻    dc += da ⊙ ω₀    dc⁻ = da ⊙ ω₁
+    3c'. df = dc ⊙ (c⁻ − g)    dg = dc ⊙ (1 − f)    dc⁻ += dc ⊙ f
+    3b'. dc(p⁻_d) = dc⁻ ⊙ λ̂_d                                      (to the sweep)
+    3a'. dz_λd = λ̂_d ⊙ (1 − λ_d) ⊙ dc⁻ ⊙ (c(p⁻_d) − c⁻)     (derived in ``stable.py``)
+    2'.  dz_{f,ω₀,ω₁} = d· ⊙ σ(1 − σ)          dz_g = dg ⊙ (1 − g²)
 
 Note that c⁻ reaches the loss along two routes, through the new state (3c) and directly
 through the output (4a); dc⁻ collects both before the mixture's backward.
@@ -72,7 +72,7 @@ class LeakyLPCell(Cell):
 
     make_layout = staticmethod(leakylp_layout)
 
-    def forward(self, be, lay: GateLayout, z, c_prev, p):
+    def forward(self, be, lay: GateLayout, z, c_prev, params):
         """z (k, B, G), c_prev: n arrays (k, B, H) -> h (k, B, H), c (k, B, H), LeakyLPStep."""
         xp = be.xp
         n = len(c_prev)
@@ -87,24 +87,25 @@ class LeakyLPCell(Cell):
         h = xp.tanh(a)  # 4b.
         return h, c, LeakyLPStep(sig, g, list(c_prev), lam_hat, c_mix, c, h)
 
-    def backward(self, be, lay: GateLayout, dh, dc, step: LeakyLPStep, p, grads):
+    def backward(self, be, lay: GateLayout, dh, dc, step: LeakyLPStep, params, grads):
         """dh, dc (k, B, H) -> dz (k, B, G), dc_prev: n arrays (k, B, H)."""
         xp = be.xp
-        sig, g, c_prev, lam_hat, c_mix, c, h = step
+        sig, g, c_prev, lam_hat = step.sig, step.g, step.c_prev, step.lam_hat
+        c_mix, c, h = step.c_mix, step.c, step.h
         n = len(c_prev)
         f, w0, w1 = (sig[..., lay.slice(k)] for k in ("f", "omega0", "omega1"))
-        da = dh * (1.0 - h * h)  # 4b. tanh' = 1 − h²
-        d_w0 = da * c  # 4a. through ω₀ ⊙ c
-        d_w1 = da * c_mix  # 4a. through ω₁ ⊙ c⁻
-        dc = dc + da * w0  # 4a. the new state's share of the output
-        dc_mix = da * w1  # 4a. c⁻'s direct share of the output ...
-        d_f = dc * (c_mix - g)  # 3cb. ∂c/∂f = c⁻ − g
-        d_g = dc * (1.0 - f)  # 3cb. through (1 − f) ⊙ g
-        dc_mix = dc_mix + dc * f  # 3cb. ... plus its share through f ⊙ c⁻
+        da = dh * (1.0 - h * h)  # 4b'. tanh' = 1 − h²
+        d_w0 = da * c  # 4a'. through ω₀ ⊙ c
+        d_w1 = da * c_mix  # 4a'. through ω₁ ⊙ c⁻
+        dc = dc + da * w0  # 4a'. the new state's share of the output
+        dc_mix = da * w1  # 4a'. c⁻'s direct share of the output ...
+        d_f = dc * (c_mix - g)  # 3c'. ∂c/∂f = c⁻ − g
+        d_g = dc * (1.0 - f)  # 3c'. through (1 − f) ⊙ g
+        dc_mix = dc_mix + dc * f  # 3c'. ... plus its share through f ⊙ c⁻
         sig_lam = [sig[..., lay.slice("lam", d)] for d in range(n)] if n > 1 else []
-        dz_lam, dc_prev = mixture_backward(dc_mix, lam_hat, sig_lam, c_prev, c_mix)  # 3bb-3ab.
+        dz_lam, dc_prev = mixture_backward(dc_mix, lam_hat, sig_lam, c_prev, c_mix)  # 3b'-3a'.
         sig_fw = sig[..., lay.span("f", "omega1")]
-        dz_fw = xp.concat([d_f, d_w0, d_w1], axis=-1) * sig_fw * (1.0 - sig_fw)  # 2b. σ'
-        dz_g = d_g * (1.0 - g * g)  # 2b. tanh' = 1 − g²
+        dz_fw = xp.concat([d_f, d_w0, d_w1], axis=-1) * sig_fw * (1.0 - sig_fw)  # 2'. σ'
+        dz_g = d_g * (1.0 - g * g)  # 2'. tanh' = 1 − g²
         dz = xp.concat([dz_fw, *dz_lam, dz_g], axis=-1)  # packed [f | ω₀ | ω₁ | λ.. | g]
         return dz, dc_prev

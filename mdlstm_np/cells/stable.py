@@ -30,11 +30,11 @@ the useless λ gate is left out so that even the parameters coincide (pinned by 
 
 Backward. dh = ∂L/∂h(p), dc = ∂L/∂c(p) from the sweep; σ' = σ(1 − σ), tanh' = 1 − tanh².
 
-    4b.  do = dh ⊙ tanh(c)                      dc += dh ⊙ o ⊙ (1 − tanh²(c))
-    3cb. di = dc ⊙ g    dg = dc ⊙ i    df = dc ⊙ c⁻    dc⁻ = dc ⊙ f
-    3bb. dλ̂_d = dc⁻ ⊙ c(p⁻_d)                  dc(p⁻_d) = dc⁻ ⊙ λ̂_d   (to the sweep)
-    3ab. dz_λd = λ̂_d ⊙ (1 − λ_d) ⊙ dc⁻ ⊙ (c(p⁻_d) − c⁻)           (derived below)
-    2b.  dz_{i,f,o} = d{i,f,o} ⊙ σ(1 − σ)      dz_g = dg ⊙ (1 − g²)
+    4'.  do = dh ⊙ tanh(c)                      dc += dh ⊙ o ⊙ (1 − tanh²(c))
+    3c'. di = dc ⊙ g    dg = dc ⊙ i    df = dc ⊙ c⁻    dc⁻ = dc ⊙ f
+    3b'. dλ̂_d = dc⁻ ⊙ c(p⁻_d)                  dc(p⁻_d) = dc⁻ ⊙ λ̂_d   (to the sweep)
+    3a'. dz_λd = λ̂_d ⊙ (1 − λ_d) ⊙ dc⁻ ⊙ (c(p⁻_d) − c⁻)           (derived below)
+    2'.  dz_{i,f,o} = d{i,f,o} ⊙ σ(1 − σ)      dz_g = dg ⊙ (1 − g²)
 
 Deriving 3ab (the normalised sigmoids). Write S = Σ_e λ_e, so λ̂_d = λ_d / S and
 
@@ -107,8 +107,8 @@ def mixture_backward(dc_mix, lam_hat, sig_lam, c_prev, c_mix):
     """
     if lam_hat is None:  # n = 1: c⁻ = c(p⁻_1)
         return [], [dc_mix]
-    dc_prev = [dc_mix * lh for lh in lam_hat]  # 3bb. through λ̂_d ⊙ c(p⁻_d)
-    dz_lam = [lam_hat[d] * (1.0 - sig_lam[d]) * dc_mix * (c_prev[d] - c_mix)  # 3ab. see above
+    dc_prev = [dc_mix * lh for lh in lam_hat]  # 3b'. through λ̂_d ⊙ c(p⁻_d)
+    dz_lam = [lam_hat[d] * (1.0 - sig_lam[d]) * dc_mix * (c_prev[d] - c_mix)  # 3a'. see above
               for d in range(len(c_prev))]
     return dz_lam, dc_prev
 
@@ -130,7 +130,7 @@ class StableCell(Cell):
 
     make_layout = staticmethod(stable_layout)
 
-    def forward(self, be, lay: GateLayout, z, c_prev, p):
+    def forward(self, be, lay: GateLayout, z, c_prev, params):
         """z (k, B, G), c_prev: n arrays (k, B, H) -> h (k, B, H), c (k, B, H), StableStep."""
         xp = be.xp
         n = len(c_prev)
@@ -144,22 +144,23 @@ class StableCell(Cell):
         h = sig[..., lay.slice("o")] * tanh_c  # 4. h = o ⊙ tanh(c)
         return h, c, StableStep(sig, g, list(c_prev), lam_hat, c_mix, tanh_c)
 
-    def backward(self, be, lay: GateLayout, dh, dc, step: StableStep, p, grads):
+    def backward(self, be, lay: GateLayout, dh, dc, step: StableStep, params, grads):
         """dh, dc (k, B, H) -> dz (k, B, G), dc_prev: n arrays (k, B, H)."""
         xp = be.xp
-        sig, g, c_prev, lam_hat, c_mix, tanh_c = step
+        sig, g, c_prev, lam_hat = step.sig, step.g, step.c_prev, step.lam_hat
+        c_mix, tanh_c = step.c_mix, step.tanh_c
         n = len(c_prev)
         i, f, o = (sig[..., lay.slice(k)] for k in ("i", "f", "o"))
-        d_o = dh * tanh_c  # 4b. through h = o ⊙ tanh(c)
-        dc = dc + dh * o * (1.0 - tanh_c * tanh_c)  # 4b. ... and through tanh(c)
-        d_i = dc * g  # 3cb. through i ⊙ g
+        d_o = dh * tanh_c  # 4'. through h = o ⊙ tanh(c)
+        dc = dc + dh * o * (1.0 - tanh_c * tanh_c)  # 4'. ... and through tanh(c)
+        d_i = dc * g  # 3c'. through i ⊙ g
         d_g = dc * i
-        d_f = dc * c_mix  # 3cb. through f ⊙ c⁻
+        d_f = dc * c_mix  # 3c'. through f ⊙ c⁻
         dc_mix = dc * f
         sig_lam = [sig[..., lay.slice("lam", d)] for d in range(n)] if n > 1 else []
-        dz_lam, dc_prev = mixture_backward(dc_mix, lam_hat, sig_lam, c_prev, c_mix)  # 3bb-3ab.
+        dz_lam, dc_prev = mixture_backward(dc_mix, lam_hat, sig_lam, c_prev, c_mix)  # 3b'-3a'.
         sig_ifo = sig[..., lay.span("i", "o")]
-        dz_ifo = xp.concat([d_i, d_f, d_o], axis=-1) * sig_ifo * (1.0 - sig_ifo)  # 2b. σ'
-        dz_g = d_g * (1.0 - g * g)  # 2b. tanh' = 1 − g²
+        dz_ifo = xp.concat([d_i, d_f, d_o], axis=-1) * sig_ifo * (1.0 - sig_ifo)  # 2'. σ'
+        dz_g = d_g * (1.0 - g * g)  # 2'. tanh' = 1 − g²
         dz = xp.concat([dz_ifo, *dz_lam, dz_g], axis=-1)  # packed [i | f | o | λ.. | g]
         return dz, dc_prev

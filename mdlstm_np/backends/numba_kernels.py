@@ -11,11 +11,11 @@ so the two can be read side by side:
         4.   h = o ⊙ tanh(c)
         5.   h, c = m ⊙ h, m ⊙ c                 (m = 1 without a sizes mask)
     backward, s = last … 0, pulling from the successors p⁺_d (no scatter):
-        1b-b. dh = dout(p) + Σ_d [dz(p⁺_d) Uᵀ]_d      dc = Σ_d dc(p⁺_d) ⊙ f_d(p⁺_d)
-        5b.  dh, dc = m ⊙ dh, m ⊙ dc
-        4b.  do = dh ⊙ tanh(c)      dc += dh ⊙ o ⊙ (1 − tanh²(c))
-        3b.  di = dc ⊙ g   dg = dc ⊙ i   df_d = dc ⊙ c(p⁻_d)   (dc(p⁻_d) = dc ⊙ f_d: pulled)
-        2b.  dz_{i,f,o} = d{i,f,o} ⊙ σ(1 − σ)      dz_g = dg ⊙ (1 − g²)
+        1b'. dh = dout(p) + Σ_d [dz(p⁺_d) Uᵀ]_d      dc = Σ_d dc(p⁺_d) ⊙ f_d(p⁺_d)
+        5'.  dh, dc = m ⊙ dh, m ⊙ dc
+        4'.  do = dh ⊙ tanh(c)      dc += dh ⊙ o ⊙ (1 − tanh²(c))
+        3'.  di = dc ⊙ g   dg = dc ⊙ i   df_d = dc ⊙ c(p⁻_d)   (dc(p⁻_d) = dc ⊙ f_d: pulled)
+        2'.  dz_{i,f,o} = d{i,f,o} ⊙ σ(1 − σ)      dz_g = dg ⊙ (1 − g²)
 
 Why one function for the whole sweep: at 8×8 a wavefront holds ≤ 8 cells, and any Python
 work per wavefront (a dispatch, a temporary) costs more than its arithmetic. Inside, each
@@ -24,8 +24,8 @@ wavefront does what the reference does, without leaving compiled code:
     1b.   gather [h(p⁻_1) | … | h(p⁻_n)] into a (k·B, n·H) buffer, then ONE GEMM with U
           (``np.dot`` on contiguous 2-D buffers: numba calls SciPy's BLAS sgemm/dgemm directly)
     2-5.  the gate math, fused, in loops that LLVM vectorises
-    backward: pull dh, dc from the successors, 5b/4b-2b fused, then ONE GEMM dh_prev = dz Uᵀ
-    1a-b  (whole batch) the weight gradients dU, dW, db and dx = dz Wᵀ, on blocks of consecutive
+    backward: pull dh, dc from the successors, 5'/4'-2' fused, then ONE GEMM dh_prev = dz Uᵀ (1b')
+    1a'   (whole batch) the weight gradients dU, dW, db and dx = dz Wᵀ, on blocks of consecutive
           wavefronts (a block's dz rows are contiguous in dZ and still in cache), one GEMM each;
           the layer then skips its whole-grid passes over dZ (``mdlstm.FusedWeightGrads``)
 
@@ -160,7 +160,7 @@ def _widest(bounds):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def forward_sweep(zx, U, h, c, tanh_c, bounds, pred_all, mask, b_lo, b_hi):
+def forward_sweep(zx, U, h, c, tanh_c, bounds, pred_all, mask, gates, wgate, b_lo, b_hi):
     """Steps 1b-5 over all wavefronts for samples b_lo ≤ b < b_hi, in place.
 
     Rows are (cell, sample) pairs, r = j·B + b. zx (N·B, G) = x W + b on entry, overwritten
@@ -181,29 +181,30 @@ def forward_sweep(zx, U, h, c, tanh_c, bounds, pred_all, mask, b_lo, b_hi):
     hp2 = hp.reshape(kB, n * H)
     zr = np.empty((kB, G), dtype=zx.dtype)     # its recurrent part Σ_d h(p⁻_d) U_d
     act = zx                                   # step 2 writes over step 1's input
-    A = act.reshape(NB, n + 3, H)              # gate q of row r: A[r, q] (I, F + d, O, GG)
-    I, F, O, GG = 0, 1, n + 1, n + 2
+    A = act.reshape(NB, G // H, H)              # gate q of row r: A[r, q] (I, F + d, O, GG)
+    I, F, O, GG = gates[0], gates[1], gates[2], gates[3]  # block offsets, from the layout
     # Step 2 runs as one flat loop over a cell's Bc rows: act = tanh(z·w)·w + (1 − w) with
     # w = 1/2 on the σ gates (σ(z) = tanh(z/2)/2 + 1/2, as Backend.sigmoid) and w = 1 on g
-    # (then it is exactly tanh(z)). Long flat loops vectorise; short per-gate ones do not pay.
-    w = np.ones((Bc, n + 3, H), dtype=zx.dtype)
-    w[:, :GG, :] = _like(one, 0.5)
-    wf = w.reshape(Bc * G)
+    # (then it is exactly tanh(z)); wgate (G,) holds w, read off the layout by the caller.
+    # Long flat loops vectorise; short per-gate ones do not pay.
+    wf = np.empty(Bc * G, dtype=zx.dtype)
+    for e in range(Bc * G):
+        wf[e] = wgate[e % G]
     zrf, actf = zr.reshape(kB * G), act.reshape(NB * G)
     for s in range(bounds.shape[0]):
-        a, b = bounds[s, 0], bounds[s, 1]
-        for j in range(a, b):  # 1b. gather the predecessors' h into one (k·Bc, n·H) block
+        start, stop = bounds[s, 0], bounds[s, 1]
+        for j in range(start, stop):  # 1b. gather the predecessors' h into one (k·Bc, n·H) block
             for d in range(n):
                 q = pred_all[d, j] * B
                 for bb in range(b_lo, b_hi):
                     for k in range(H):
-                        hp[(j - a) * Bc + bb - b_lo, d, k] = h[q + bb, k]
-        rows = (b - a) * Bc
+                        hp[(j - start) * Bc + bb - b_lo, d, k] = h[q + bb, k]
+        rows = (stop - start) * Bc
         np.dot(hp2[:rows], U, zr[:rows])  # 1b. Σ_d h(p⁻_d) U_d: one GEMM (k·Bc, n·H)·(n·H, G)
-        for j in range(a, b):
-            e0, l0, ne = (j * B + b_lo) * G, (j - a) * Bc * G, Bc * G
+        for j in range(start, stop):
+            e0, l0, ne = (j * B + b_lo) * G, (j - start) * Bc * G, Bc * G
             zf, af = zrf[l0:l0 + ne], actf[e0:e0 + ne]  # (af holds zx until overwritten)
-            for e in range(ne):  # 1b. z = zx + h U;  2. σ(z_i, z_fd, z_o), tanh(z_g)
+            for e in range(ne):  # 1b, 2. z = zx + h U; σ(z_i, z_fd, z_o), tanh(z_g)
                 af[e] = _tanh((af[e] + zf[e]) * wf[e]) * wf[e] + (one - wf[e])
             for bb in range(b_lo, b_hi):
                 r = j * B + bb
@@ -214,7 +215,7 @@ def forward_sweep(zx, U, h, c, tanh_c, bounds, pred_all, mask, b_lo, b_hi):
                     for k in range(H):
                         c[r, k] = c[r, k] + A[r, F + d, k] * c[q, k]
                 m = mask[r]
-                for k in range(H):  # 4. h = o ⊙ tanh(c);  5. masked cells keep zero state
+                for k in range(H):  # 4, 5. h = o ⊙ tanh(c); masked: zero state
                     tc = _tanh(c[r, k])
                     tanh_c[r, k] = tc
                     h[r, k] = A[r, O, k] * tc * m
@@ -223,15 +224,16 @@ def forward_sweep(zx, U, h, c, tanh_c, bounds, pred_all, mask, b_lo, b_hi):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def backward_sweep(dout, UT, c, act, tanh_c, bounds, pred_all, succ_all, mask, dZ, dcs,
-                   dh0, dc0, want_state, h, x_w, WT, gU, gW, gb, dx_w, fused, R, b_lo, b_hi):
+                   dh0, dc0, want_state, h, x_w, WT, gU, gW, gb, dx_w, fused, R, gates,
+                   b_lo, b_hi):
     """Mirror of ``forward_sweep`` for samples b_lo ≤ b < b_hi: fills their rows of dZ (N·B, G)
     and, with want_state, adds into their rows of dh0, dc0 (B, H).
 
     dout (N·B, H) ∂L/∂h from the layer's output; UT (G, n·H) = Uᵀ contiguous; c, act, tanh_c
     from the forward sweep; succ_all (n, N) cell position of p⁺_d (N: outside the grid);
-    dcs (N·B, H) scratch: ∂L/∂c(p) after step 4b, pulled by the predecessors.
+    dcs (N·B, H) scratch: ∂L/∂c(p) after step 4', pulled by the predecessors.
 
-    With ``fused`` (whole batch only: b_lo = 0, b_hi = B) also step 1a-b, one wavefront at a
+    With ``fused`` (whole batch only: b_lo = 0, b_hi = B) also step 1a', one wavefront at a
     time while its dz rows are still in cache, instead of whole-grid passes after the sweep:
         gU (n·H, G) += [h(p⁻_1) | … | h(p⁻_n)]ᵀ dz      gW (C, G) += x_wᵀ dz      gb (G,) += Σ dz
         dx_w (N·B, C) rows of the wavefront = dz Wᵀ
@@ -248,31 +250,31 @@ def backward_sweep(dout, UT, c, act, tanh_c, bounds, pred_all, succ_all, mask, d
     # dz goes straight into dZ when this call has the whole batch (a wavefront's rows are then
     # contiguous there, ready for the GEMM); a batch chunk collects its rows in dzb first.
     whole = Bc == B
-    dzb = np.empty((kB if not whole else 0, n + 3, H), dtype=dout.dtype)
+    dzb = np.empty((kB if not whole else 0, G // H, H), dtype=dout.dtype)
     dzb2 = dzb.reshape(dzb.shape[0], G)
-    DZ = dZ.reshape(NB, n + 3, H) if whole else dzb  # where row lr of this wavefront's dz goes
+    DZ = dZ.reshape(NB, G // H, H) if whole else dzb  # where row lr of this wavefront's dz goes
     dhp = np.empty((kB, n, H), dtype=dout.dtype)  # dz Uᵀ of wavefront s + 1, then of s
     dhp2 = dhp.reshape(kB, n * H)
     dh = np.empty(H, dtype=dout.dtype)
     dc = np.empty(H, dtype=dout.dtype)
-    A = act.reshape(NB, n + 3, H)
-    I, F, O, GG = 0, 1, n + 1, n + 2
+    A = act.reshape(NB, G // H, H)
+    I, F, O, GG = gates[0], gates[1], gates[2], gates[3]  # block offsets, from the layout
     S = bounds.shape[0]
     fuse = fused and whole
-    # 1a-b runs on blocks of consecutive wavefronts, [lo, hi) in dZ rows, of ≥ R rows (or the
+    # 1a' runs on blocks of consecutive wavefronts, [lo, hi) in dZ rows, of ≥ R rows (or the
     # last): one GEMM per block, not per wavefront (a 16-row GEMM runs far below peak)
     cap = R + kB if fuse else 0
-    hp = np.empty((cap, n, H), dtype=dout.dtype)  # 1a-b. [h(p⁻_1) | … | h(p⁻_n)] of a block
+    hp = np.empty((cap, n, H), dtype=dout.dtype)  # 1a'. [h(p⁻_1) | … | h(p⁻_n)] of a block
     hp2 = hp.reshape(cap, n * H)
     hi = NB
     tU = np.empty((n * H if fuse else 0, G), dtype=dout.dtype)  # one wavefront's share of gU
     tW = np.empty((WT.shape[1] if fuse else 0, G), dtype=dout.dtype)  # ... of gW
     for s in range(S - 1, -1, -1):
-        a, b = bounds[s, 0], bounds[s, 1]
-        a1 = bounds[s + 1, 0] if s + 1 < S else N  # first cell of wavefront s + 1
-        for j in range(a, b):
+        start, stop = bounds[s, 0], bounds[s, 1]
+        next_start = bounds[s + 1, 0] if s + 1 < S else N  # first cell of wavefront s + 1
+        for j in range(start, stop):
             for bb in range(b_lo, b_hi):
-                r, lc = j * B + bb, (j - a) * Bc + bb - b_lo  # global row, row in the chunk
+                r, lc = j * B + bb, (j - start) * Bc + bb - b_lo  # global row, row in the chunk
                 lr = r if whole else lc
                 for k in range(H):
                     dh[k] = dout[r, k]
@@ -280,20 +282,20 @@ def backward_sweep(dout, UT, c, act, tanh_c, bounds, pred_all, succ_all, mask, d
                 for d in range(n):  # pull from the successors p⁺_d (wavefront s + 1)
                     q = succ_all[d, j]
                     if q < N:
-                        ql, qr = (q - a1) * Bc + bb - b_lo, q * B + bb  # row in dhp, global
+                        ql, qr = (q - next_start) * Bc + bb - b_lo, q * B + bb  # row in dhp, global
                         for k in range(H):
                             dh[k] += dhp[ql, d, k]  # ∂L/∂h += [dz(p⁺_d) Uᵀ]_d
                             dc[k] += dcs[qr, k] * A[qr, F + d, k]  # += dc(p⁺_d) ⊙ f_d(p⁺_d)
                 m = mask[r]
                 for k in range(H):
-                    dhk = dh[k] * m  # 5b. masked cells pass no gradient
+                    dhk = dh[k] * m  # 5'. masked cells pass no gradient
                     tc, o, i, g = tanh_c[r, k], A[r, O, k], A[r, I, k], A[r, GG, k]
-                    DZ[lr, O, k] = dhk * tc * o * (one - o)  # 4b. do = dh ⊙ tanh(c); 2b. σ'
-                    dck = dc[k] * m + dhk * o * (one - tc * tc)  # 4b. dc += dh ⊙ o ⊙ tanh'(c)
+                    DZ[lr, O, k] = dhk * tc * o * (one - o)  # 4', 2'. do = dh ⊙ tanh(c); σ'
+                    dck = dc[k] * m + dhk * o * (one - tc * tc)  # 4'. dc += dh ⊙ o ⊙ tanh'(c)
                     dcs[r, k] = dck
-                    DZ[lr, I, k] = dck * g * i * (one - i)  # 3b. di = dc ⊙ g; 2b. σ'
-                    DZ[lr, GG, k] = dck * i * (one - g * g)  # 3b. dg = dc ⊙ i; 2b. tanh'
-                for d in range(n):  # 3b. df_d = dc ⊙ c(p⁻_d); 2b. σ'
+                    DZ[lr, I, k] = dck * g * i * (one - i)  # 3', 2'. di = dc ⊙ g; σ'
+                    DZ[lr, GG, k] = dck * i * (one - g * g)  # 3', 2'. dg = dc ⊙ i; tanh'
+                for d in range(n):  # 3', 2'. df_d = dc ⊙ c(p⁻_d); σ'
                     q = pred_all[d, j] * B + bb
                     for k in range(H):
                         f = A[r, F + d, k]
@@ -301,20 +303,20 @@ def backward_sweep(dout, UT, c, act, tanh_c, bounds, pred_all, succ_all, mask, d
                 if not whole:
                     for e in range(G):
                         dZ[r, e] = dzb2[lc, e]
-        rows = (b - a) * Bc
-        if whole:  # 1b-b. dh_prev = dz Uᵀ: one GEMM
-            np.dot(dZ[a * B:b * B], UT, dhp2[:rows])
+        rows = (stop - start) * Bc
+        if whole:  # 1b'. dh_prev = dz Uᵀ: one GEMM
+            np.dot(dZ[start * B:stop * B], UT, dhp2[:rows])
         else:
             np.dot(dzb2[:rows], UT, dhp2[:rows])
-        if fuse:  # 1a-b. gather [h(p⁻_1) | … | h(p⁻_n)] of this wavefront, as the forward's 1b.
+        if fuse:  # 1a'. gather [h(p⁻_1) | … | h(p⁻_n)] of this wavefront, as the forward's 1b.
             base = hi - cap  # hp row i <-> row base + i of dZ
-            for j in range(a, b):
+            for j in range(start, stop):
                 for d in range(n):
                     q = pred_all[d, j] * B
                     for bb in range(B):
                         for k in range(H):
                             hp[j * B + bb - base, d, k] = h[q + bb, k]
-            lo = a * B
+            lo = start * B
             if s == 0 or hi - lo >= R:  # block [lo, hi) of dz rows, still in cache
                 dz = dZ[lo:hi]
                 np.dot(hp2[lo - base:].T, dz, tU)  # dU += hpᵀ dz
@@ -331,11 +333,11 @@ def backward_sweep(dout, UT, c, act, tanh_c, bounds, pred_all, succ_all, mask, d
                 np.dot(dz, WT, dx_w[lo:hi])  # dx = dz Wᵀ
                 hi = lo
         if want_state:  # shares of predecessors outside the grid go to the initial state
-            for j in range(a, b):
+            for j in range(start, stop):
                 for d in range(n):
                     if pred_all[d, j] == N:
                         for bb in range(b_lo, b_hi):
-                            r, lr = j * B + bb, (j - a) * Bc + bb - b_lo
+                            r, lr = j * B + bb, (j - start) * Bc + bb - b_lo
                             for k in range(H):
                                 dh0[bb, k] += dhp[lr, d, k]
                                 dc0[bb, k] += dcs[r, k] * A[r, F + d, k]

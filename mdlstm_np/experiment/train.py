@@ -29,11 +29,11 @@ from typing import Dict, List, Optional
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..losses import mse, relevant_loss
+from ..optim import Adam
+from ..validate import check_positive_int
 from .atomic import atomic_write
-from .losses import mse, relevant_loss
-from .optim import Adam
 from .tasks import random_diagonal
-from .validate import check_positive_int
 
 COLUMNS = ("steps", "overall_loss", "time", "relevant_loss")
 
@@ -107,8 +107,8 @@ def read_tsv(path: str) -> List[dict]:
 def predict(model, params: dict, x: np.ndarray) -> np.ndarray:
     """Host x (B, H, W, C) -> host predictions (B, H, W, 1). ``params`` may be host arrays."""
     be = model.be
-    p = {k: be.asarray(v, model.dtype) for k, v in params.items()}
-    y, _ = model.forward(p, be.asarray(x, model.dtype))
+    device_params = {k: be.asarray(v, model.dtype) for k, v in params.items()}
+    y, _ = model.forward(device_params, be.asarray(x, model.dtype))
     return be.to_numpy(y)
 
 

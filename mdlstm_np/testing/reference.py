@@ -1,7 +1,7 @@
 """Cell-by-cell reference MD-LSTM (Graves' cell): the slowest, plainest possible forward pass.
 
 It visits the cells one at a time in raster order (every predecessor p⁻_d comes before p) and
-writes the equations of MATH.md literally, with no packing tricks, no wavefronts and no
+writes the equations of docs/equations.md literally, with no packing tricks, no wavefronts and no
 backend: host numpy only. Tests compare the wavefront engine against it (≤ 1e-12 in float64);
 the benchmark uses it as the "before" of the wavefront schedule.
 """

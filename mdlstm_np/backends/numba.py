@@ -1,22 +1,22 @@
 """The numba backend: the numpy reference plus a jitted hot loop for Graves' MD-LSTM sweep.
 
-Everything is the numpy backend except ``hot_loop``: for the plain Graves cell (the MD-LSTM
-and the SD baselines, which are the same engine with n = 1) the sweep over wavefronts runs
-in one jitted function (``kernels_numba.py``), forward and backward, with or without a sizes
-mask. Other cells (peepholes, layer norm, stable, leakylp) get ``None``: the reference sweep.
+Everything is the numpy backend except the sweep of the plain Graves cell (the MD-LSTM and
+the SD baselines, which are the same engine with n = 1): it runs in one jitted function
+(``numba_kernels.py``), forward and backward, with or without a sizes mask, registered in
+``fast_sweeps``. Other cells (peepholes, layer norm, stable, leakylp) run the reference sweep.
 
 What the hot loop stores for the backward pass (``NumbaSweep``), per cell and sample:
 h, c (the layer's own (N+1, B, H) stores), the gate activations act (G = (n+3)·H) and
 tanh(c) (H): (n + 6)·H numbers (+ the mask), against (2n + 6)·H in the reference's step
 caches. act is the layer's own zx array, overwritten by the forward kernel.
 
-The backward kernel also does the layer's step 1a-b (dU, dW, db, dx) block by block while dz
-is in cache and hands it back as ``mdlstm.FusedWeightGrads`` (whole-batch sweeps only; batch
+The backward kernel also does the layer's step 1a' (dU, dW, db, dx) block by block while dz
+is in cache and hands it back as ``sweep.FusedWeightGrads`` (whole-batch sweeps only; batch
 chunks on threads leave it to the layer). Measured on this 2-core machine (float32, fused vs
 not, interleaved in one process): layer backward at M (32×32, B 16, H 16) ~13.3 -> ~11.6 ms
 on one core, ~11.8 -> ~10.2 ms with NumPy's BLAS on two; at L (128×128, B 8, H 32) ~260-350
 -> ~230-260 ms; peak memory at L 306 -> 258 MB (no gathered (N·B, n·H) predecessor array).
-What is left of step 1a-b is mostly the dU GEMM itself (~2.7 ms at M, one core).
+What is left of step 1a' is mostly the dU GEMM itself (~2.7 ms at M, one core).
 
 The recurrent GEMMs go through SciPy's BLAS (numba's ``np.dot``), which this backend puts on
 one thread the first time it runs (see ``_scipy_blas_one_thread``).
@@ -32,12 +32,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .backend import Backend
-from .cells.graves import GravesCell
+from ..cells.graves import GravesCell
+from ..sweep import FusedWeightGrads, SweepResult
+from .base import Backend
 
 
 class NumbaSweep(NamedTuple):
-    """The hot loop's forward cache (``MDLSTMCache.sweep``)."""
+    """The jitted forward sweep's cache (``MDLSTMCache.sweep_cache``)."""
 
     h: Any        # (N+1, B, H) hidden states, wavefront order, row N = boundary state
     c: Any        # (N+1, B, H) cell states
@@ -107,7 +108,7 @@ def _executor(workers: int) -> ThreadPoolExecutor:
 
 
 class NumbaBackend(Backend):
-    """The numpy backend whose Graves MD-LSTM sweep runs in a numba-jitted kernel.
+    """The numpy backend whose Graves MD-LSTM sweep runs in numba-jitted kernels.
 
     threads : batch chunks run side by side (Python threads; the kernels release the GIL).
         Default 1: on this 2-core machine a second sweep thread competes with NumPy's
@@ -116,47 +117,41 @@ class NumbaBackend(Backend):
         benchmark) on a quiet machine with more cores.
     min_work : sweeps with fewer than this many gate values N·B·G run on one thread (a thread
         hand-off costs ~50 µs; at 8×8, B 16, H 16 the whole sweep takes ~300 µs).
+    Raises ValueError for a non-positive or non-int ``threads``.
     """
 
     name = "numba"
 
     def __init__(self, threads=1, min_work=1 << 18):
         super().__init__(np)
-        self._kplans = {}
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads: expected a positive int, got {threads!r}")
         self.threads, self.min_work = threads, int(min_work)
+        self._graves = NumbaGravesSweep(self)
 
-    def hot_loop(self, direction: str, cell, masked: bool = False):
-        """The jitted sweep for ``type(cell) is GravesCell`` (masked or not), else None."""
-        if type(cell) is not GravesCell:
-            return None
-        if direction == "forward":
-            return self._forward
-        if direction == "backward":
-            return self._backward
-        raise ValueError(f"direction: expected 'forward' or 'backward', got {direction!r}")
+    def fast_sweeps(self) -> dict:
+        """Graves' plain cell (the MD-LSTM and the SD baselines), masked or not."""
+        return {GravesCell: self._graves}
 
-    def _plan(self, dp) -> KernelPlan:
-        key = dp.host.shape
-        if key not in self._kplans:
-            self._kplans[key] = kernel_plan(dp.host)
-        return self._kplans[key]
+    def kernel_plan(self, plan) -> KernelPlan:
+        """The kernels' form of a device plan (bounded per-shape cache)."""
+        return self.shape_cache("numba_kernel_plan").get_or_make(
+            plan.host.shape, lambda: kernel_plan(plan.host))
 
     fuse_bytes = 1 << 18  # 128 KB … 4 MB measured within noise at M and L; 1 = per wavefront
 
     def fuse_rows(self, G, dt) -> int:
-        """Rows per step-1a-b block in the backward kernel: dz of ~``fuse_bytes`` (cache-sized;
+        """Rows per step-1a' block in the backward kernel: dz of ~``fuse_bytes`` (cache-sized;
         a block is at least one wavefront). Larger blocks mean fewer, more efficient GEMMs."""
         return max(1, self.fuse_bytes // (G * np.dtype(dt).itemsize))
 
-    def _threads(self, N, B, G) -> int:
+    def chunks(self, N, B, G) -> int:
         """How many batch chunks a sweep of N cells, B samples, G gates runs as."""
         return min(self.threads, B) if N * B * G >= self.min_work else 1
 
-    def _run(self, kernel, args, N, B, G):
+    def run(self, kernel, args, N, B, G):
         """kernel(*args, b_lo, b_hi) over batch chunks: one per thread when the sweep is big."""
-        t = self._threads(N, B, G)
+        t = self.chunks(N, B, G)
         cuts = [i * B // t for i in range(t + 1)]
         _scipy_blas_one_thread()
         if t == 1:
@@ -168,12 +163,35 @@ class NumbaBackend(Backend):
         for f in rest:
             f.result()
 
-    def _forward(self, cell, lay, dp, zx, p, h, c, mask=None) -> NumbaSweep:
-        """``mdlstm.sweep_forward``'s contract: fills h, c (N+1, B, H) in place; zx (N, B, G)
-        is consumed (overwritten with the gate activations, which the returned cache keeps)."""
-        from .kernels_numba import forward_sweep
 
-        kp = self._plan(dp)
+def gate_offsets(layout) -> np.ndarray:
+    """[i, f, o, g] block offsets (in units of H) from the layout, as the kernels index A."""
+    return np.array([layout.offset(name) for name in ("i", "f", "o", "g")], dtype=np.int64)
+
+
+def activation_weights(layout, dtype) -> np.ndarray:
+    """(G,) w with act = tanh(z·w)·w + (1 − w): w = ½ on σ gates (σ(z) = tanh(z/2)/2 + ½),
+    1 on the cell input g (then exactly tanh(z)); read off the layout."""
+    w = np.full(layout.size, 0.5, dtype=dtype)
+    w[layout.slice("g")] = 1.0
+    return w
+
+
+class NumbaGravesSweep:
+    """The sweep contract (``mdlstm_np/sweep.py``) for Graves' cell, in two jitted kernels."""
+
+    name = "numba-graves"
+    supports_mask = True
+
+    def __init__(self, be: NumbaBackend):
+        self.be = be
+
+    def forward(self, *, cell, layout, plan, zx, params, h, c, mask=None) -> NumbaSweep:
+        """Fills h, c (N+1, B, H) in place; zx (N, B, G) is consumed (overwritten with the
+        gate activations, which the returned cache keeps)."""
+        from .numba_kernels import forward_sweep
+
+        kp = self.be.kernel_plan(plan)
         N, B, G = zx.shape
         H = h.shape[2]
         dt = zx.dtype
@@ -186,51 +204,53 @@ class NumbaBackend(Backend):
             act = act.copy()
         tanh_c = np.empty((N, B, H), dtype=dt)
         # the kernel sees (cell, sample) rows: (N, B, F) -> (N·B, F), views of the same memory
-        args = (act.reshape(N * B, G), np.ascontiguousarray(p["U"]),
+        args = (act.reshape(N * B, G), np.ascontiguousarray(params["U"]),
                 h.reshape((N + 1) * B, H), c.reshape((N + 1) * B, H),
-                tanh_c.reshape(N * B, H), kp.bounds, kp.pred_all, m)
-        self._run(forward_sweep, args, N, B, G)
+                tanh_c.reshape(N * B, H), kp.bounds, kp.pred_all, m, gate_offsets(layout),
+                activation_weights(layout, dt))
+        self.be.run(forward_sweep, args, N, B, G)
         return NumbaSweep(h, c, act, tanh_c, m)
 
-    def _backward(self, cell, lay, dp, dout_w, sc: NumbaSweep, p, grads, want_state,
-                  mask=None, x_w=None):
-        """Same contract as ``mdlstm.sweep_backward``: -> dZ (N, B, G), dh0, dc0 (or None).
+    def backward(self, *, cell, layout, plan, dout_w, cache: NumbaSweep, params, grads,
+                 want_state, mask=None, x_w=None) -> SweepResult:
+        """dout_w (N, B, H) -> SweepResult.
 
         Given x_w (N, B, C) (the layer's input in wavefront order) and a whole-batch sweep (one
-        chunk), the kernel also does step 1a-b wavefront by wavefront, and a 4th item,
-        ``FusedWeightGrads(W, U, b, dx_w)``, tells the layer to skip its whole-grid passes.
+        chunk), the kernel also does step 1a' wavefront by wavefront (``fused``).
         """
-        from .kernels_numba import backward_sweep
-        from .mdlstm import FusedWeightGrads
+        from .numba_kernels import backward_sweep
 
-        kp = self._plan(dp)
-        N, B, G = sc.act.shape
-        H = sc.tanh_c.shape[2]
+        be = self.be
+        kp = be.kernel_plan(plan)
+        N, B, G = cache.act.shape
+        H = cache.tanh_c.shape[2]
         n = kp.pred_all.shape[0]
-        dt = sc.act.dtype
+        dt = cache.act.dtype
         dZ = np.empty((N, B, G), dtype=dt)
         dcs = np.empty((N * B, H), dtype=dt)
         dh0 = np.zeros((B, H), dtype=dt)
         dc0 = np.zeros((B, H), dtype=dt)
-        fused = x_w is not None and "b" in p and self._threads(N, B, G) == 1
-        C = x_w.shape[2] if fused else 0
-        xw = (np.ascontiguousarray(x_w, dtype=dt).reshape(N * B, C) if fused
+        fuse = x_w is not None and "b" in params and be.chunks(N, B, G) == 1
+        C = x_w.shape[2] if fuse else 0
+        xw = (np.ascontiguousarray(x_w, dtype=dt).reshape(N * B, C) if fuse
               else np.empty((0, 0), dtype=dt))
-        WT = np.ascontiguousarray(p["W"].T) if fused else np.empty((0, 0), dtype=dt)
-        gU = np.zeros((n * H if fused else 0, G))  # float64 accumulators
+        WT = np.ascontiguousarray(params["W"].T) if fuse else np.empty((0, 0), dtype=dt)
+        gU = np.zeros((n * H if fuse else 0, G))  # float64 accumulators
         gW = np.zeros((C, G))
         gb = np.zeros(G)
-        dx_w = np.empty((N, B, C) if fused else (0, 0, 0), dtype=dt)
-        args = (np.ascontiguousarray(dout_w).reshape(N * B, H), np.ascontiguousarray(p["U"].T),
-                sc.c.reshape((N + 1) * B, H), sc.act.reshape(N * B, G),
-                sc.tanh_c.reshape(N * B, H), kp.bounds, kp.pred_all, kp.succ_all, sc.mask,
-                dZ.reshape(N * B, G), dcs, dh0, dc0, bool(want_state),
-                sc.h.reshape((N + 1) * B, H), xw, WT, gU, gW, gb,
-                dx_w.reshape(dx_w.shape[0] * dx_w.shape[1], C), fused, self.fuse_rows(G, dt))
-        self._run(backward_sweep, args, N, B, G)
+        dx_w = np.empty((N, B, C) if fuse else (0, 0, 0), dtype=dt)
+        args = (np.ascontiguousarray(dout_w).reshape(N * B, H),
+                np.ascontiguousarray(params["U"].T), cache.c.reshape((N + 1) * B, H),
+                cache.act.reshape(N * B, G), cache.tanh_c.reshape(N * B, H), kp.bounds,
+                kp.pred_all, kp.succ_all, cache.mask, dZ.reshape(N * B, G), dcs, dh0, dc0,
+                bool(want_state), cache.h.reshape((N + 1) * B, H), xw, WT, gU, gW, gb,
+                dx_w.reshape(dx_w.shape[0] * dx_w.shape[1], C), fuse, be.fuse_rows(G, dt),
+                gate_offsets(layout))
+        be.run(backward_sweep, args, N, B, G)
         if not want_state:
             dh0 = dc0 = None
-        if not fused:  # batch chunks: the layer does step 1a-b
-            return dZ, dh0, dc0
-        return dZ, dh0, dc0, FusedWeightGrads(W=gW.astype(dt), U=gU.astype(dt),
-                                              b=gb.astype(dt), dx_w=dx_w)
+        fused = None
+        if fuse:  # 1a' done in the kernel
+            fused = FusedWeightGrads(W=gW.astype(dt), U=gU.astype(dt), b=gb.astype(dt),
+                                     dx_w=dx_w)
+        return SweepResult(dZ, dh0, dc0, fused)

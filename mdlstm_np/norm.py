@@ -18,12 +18,12 @@ explains why that is the whole fix).
 
 Backward. Given dy = ∂L/∂y:
 
-    6b. dgain = Σ_batch dy ⊙ â      dshift = Σ_batch dy      dâ = dy ⊙ gain
-    5b. du  = dâ / s                ds = −Σ_H dâ ⊙ u / s² = −H · mean(dâ ⊙ â) / s
-    4b. dv  = ds / (2 s)
-    3b. du += dv · 2u / H
-    2b. da  = du − mean(du)         (centring: shifting all of a by a constant changes nothing)
-    1b. (μ has no other use; folded into 2b)
+    6'. dgain = Σ_batch dy ⊙ â      dshift = Σ_batch dy      dâ = dy ⊙ gain
+    5'. du  = dâ / s                ds = −Σ_H dâ ⊙ u / s² = −H · mean(dâ ⊙ â) / s
+    4'. dv  = ds / (2 s)
+    3'. du += dv · 2u / H
+    2'. da  = du − mean(du)         (centring: shifting all of a by a constant changes nothing)
+    1'. (μ has no other use; folded into 2b)
 
 Collecting: du = (dâ − â · mean(dâ ⊙ â)) / s, and since mean(â) = 0,
 
@@ -67,12 +67,12 @@ def layer_norm(xp, a, gain, shift, kappa: float) -> Tuple[Any, LNCache]:
 
 def layer_norm_backward(xp, dy, cache: LNCache):
     """dy (…, H) -> da (…, H), dgain, dshift (shaped like gain, summed over the batch axes)."""
-    a_hat, inv_s, gain = cache
+    a_hat, inv_s, gain = cache.a_hat, cache.inv_s, cache.gain
     lead = tuple(range(dy.ndim - gain.ndim))  # the axes gain was broadcast over
-    dgain = xp.sum(dy * a_hat, axis=lead)  # 6b.
+    dgain = xp.sum(dy * a_hat, axis=lead)  # 6'.
     dshift = xp.sum(dy, axis=lead)
-    d_hat = dy * gain  # 6b. dâ
-    mean_d = xp.mean(d_hat, axis=-1, keepdims=True)  # 2b. centring
-    mean_dh = xp.mean(d_hat * a_hat, axis=-1, keepdims=True)  # 5b-3b. through s
+    d_hat = dy * gain  # 6'. dâ
+    mean_d = xp.mean(d_hat, axis=-1, keepdims=True)  # 2'. centring
+    mean_dh = xp.mean(d_hat * a_hat, axis=-1, keepdims=True)  # 5'-3'. through s
     da = (d_hat - mean_d - a_hat * mean_dh) * inv_s  # (★)
     return da, dgain, dshift

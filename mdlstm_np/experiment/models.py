@@ -10,11 +10,12 @@ HORIZONTAL_SD_LSTM   HorizontalSDLSTM: one LSTM along each row          1.0 (TF 
 SNAKE_SD_LSTM        SnakeSDLSTM: one LSTM through the grid flattened   1.0 (TF LSTMCell default)
                      row by row (the second one is W+1 steps after the first)
 
-The seed's MD cell is layer-normalised (MATH.md). MD_LSTM uses our NaN-free formulation of it
-(``ln=True``, ``cells/layernorm.py``) by default; ``ln="seed"`` is the seed's exact cell and
-``ln=False`` Graves' plain cell (the one the numba and cupy hot loops accelerate). Measured on
-the seed's experiment (numpy, float32, seeds 0-2): with ln=True the relevant loss is 0.001-0.003
-by step 500; the plain cell gets there too but one seed in three was still at 0.07 at step 1000.
+The seed's MD cell is layer-normalised (docs/equations.md). MD_LSTM uses our NaN-free
+formulation of it (``ln=True``, ``cells/layernorm.py``) by default; ``ln="seed"`` is the seed's
+exact cell and ``ln=False`` Graves' plain cell (the one the numba and cupy hot loops
+accelerate). Measured on the seed's experiment (numpy, float32, seeds 0-2): with ln=True the
+relevant loss is 0.001-0.003 by step 500; the plain cell gets there too but one seed in three
+was still at 0.07 at step 1000.
 
 Parameters of a model are one flat dict, ``"rnn.<key>"`` for the recurrent layer and
 ``"head.<key>"`` for the head, so one optimiser and one finiteness check cover everything.
@@ -24,11 +25,11 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, Tuple
 
-from .backend import get_backend
-from .head import DenseSigmoid
-from .mdlstm import MDLSTM
-from .sd import HorizontalSDLSTM, SnakeSDLSTM
-from .validate import check_dtype_name, check_positive_int
+from ..backends import get_backend
+from ..head import DenseSigmoid
+from ..mdlstm import MDLSTM
+from ..sd import HorizontalSDLSTM, SnakeSDLSTM
+from ..validate import check_dtype_name, check_positive_int
 
 MODEL_NAMES = ("MD_LSTM", "HORIZONTAL_SD_LSTM", "SNAKE_SD_LSTM")
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import Backend
+from .base import Backend
 
 # Creation functions of the standard that take ``device=`` and have no array argument to copy
 # it from (the ``*_like`` functions keep their input's device by themselves).

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .validate import check_positive_int, check_rng
+from ..validate import check_positive_int, check_rng
 
 
 def random_diagonal(batch: int, size: int, rng: np.random.Generator):

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .validate import check_positive_int, check_rng
+from ..validate import check_positive_int, check_rng
 
 
 def random_diagonal_3d(batch: int, size: int, rng: np.random.Generator):

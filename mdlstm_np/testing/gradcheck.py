@@ -124,8 +124,9 @@ def check_layer(layer, params: dict, x, rng: np.random.Generator, *, mode="eleme
     host["x"] = np.array(be.to_numpy(x), dtype=np.float64)
 
     def run(arrs):
-        p = {k: be.asarray(arrs[k], dtype="float64") for k in params}
-        return layer.forward(p, be.asarray(arrs["x"], dtype="float64"), **forward_kwargs)
+        device_params = {k: be.asarray(arrs[k], dtype="float64") for k in params}
+        x = be.asarray(arrs["x"], dtype="float64")
+        return layer.forward(device_params, x, **forward_kwargs)
 
     out, cache = run(host)
     w_host = rng.standard_normal(tuple(out.shape))

@@ -1,0 +1,100 @@
+"""One step-label convention everywhere, and every fast kernel carries its reference's labels.
+
+Convention (``mdlstm_np/sweep.py``): forward steps are numbered 1a, 1b, 2, …; the backward step
+that reverses forward step k is labelled k' — in every cell, the sweep, the layer, and the numba
+and CUDA kernels. So a reader can put a kernel beside its reference and find each step.
+"""
+
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+
+from mdlstm_np.backends import cupy as cupy_backend
+from mdlstm_np.backends import cupy_kernels
+
+ROOT = Path(__file__).resolve().parents[1]
+PKG = ROOT / "mdlstm_np"
+
+ONE = r"\d+[a-z]?'?"
+# a label: at the start of a comment ("# 4'." / "// 3'-2'.") or of an indented docstring line
+COMMENT = re.compile(rf"(?:#|//)\s*({ONE}(?:\s*[-,/]\s*{ONE})*)\.(?:\s|$)")
+DOCLINE = re.compile(rf"^\s+({ONE}(?:\s*[-,/]\s*{ONE})*)\.\s", re.M)
+
+
+def labels(text: str) -> set:
+    """Every step label in ``text`` (ranges such as 4'-2' give both ends)."""
+    found = set()
+    for rx in (COMMENT, DOCLINE):
+        for group in rx.findall(text):
+            found.update(re.findall(ONE, group))
+    return found
+
+
+def forward(ls):
+    return {x for x in ls if not x.endswith("'")}
+
+
+def backward(ls):
+    return {x for x in ls if x.endswith("'")}
+
+
+def source(path):
+    return (PKG / path).read_text(encoding="utf-8")
+
+
+# the Graves sweep: the reference is the cell's steps and the sweep's own (not the layer's 1a)
+REFERENCE = labels(source("cells/graves.py")) | labels(source("sweep.py"))
+REF_FWD = forward(REFERENCE) - {"1a"}
+REF_BWD = backward(REFERENCE) - {"1a'"}
+
+
+def _numba_sources():
+    pytest.importorskip("numba")
+    from mdlstm_np.backends import numba_kernels as nk
+
+    return (inspect.getsource(nk.forward_sweep.py_func),
+            inspect.getsource(nk.backward_sweep.py_func))
+
+
+def _cuda_sources():
+    sweep = cupy_backend.FusedGravesSweep
+    fwd = cupy_kernels.GATHER.body + cupy_kernels.FORWARD.body + inspect.getsource(sweep.forward)
+    bwd = cupy_kernels.BACKWARD.body + inspect.getsource(sweep.backward)
+    return fwd, bwd
+
+
+def test_the_reference_has_the_steps_we_expect():
+    assert REF_FWD == {"1b", "2", "3", "4", "5"}
+    assert REF_BWD == {"1b'", "2'", "3'", "4'", "5'"}
+
+
+@pytest.mark.parametrize("kernels", ["numba", "cuda"])
+def test_kernels_carry_every_label_of_their_reference(kernels):
+    fwd, bwd = _numba_sources() if kernels == "numba" else _cuda_sources()
+    assert REF_FWD <= forward(labels(fwd)), REF_FWD - forward(labels(fwd))
+    assert REF_BWD <= backward(labels(bwd)), REF_BWD - backward(labels(bwd))
+
+
+def test_the_parity_check_can_fail():
+    """A kernel source with one label removed is caught."""
+    fwd, _ = _cuda_sources()
+    broken = re.sub(r"// 3\. ", "// ", fwd)
+    assert "3" in forward(labels(fwd)) and "3" not in forward(labels(broken))
+
+
+ENGINE = sorted(p.relative_to(PKG).as_posix() for p in PKG.rglob("*.py")
+                if p.parts[-2] in ("mdlstm_np", "cells", "backends")
+                and p.name not in ("__init__.py", "_moved.py"))
+
+
+@pytest.mark.parametrize("path", ENGINE)
+def test_one_convention_in_every_module(path):
+    """Each backward label k' reverses a forward step k named in the same module or in the
+    references it mirrors, and the old marks (k-b, kb for "backward of k") are gone."""
+    text = source(path)
+    assert not re.search(r"(?:#|//)\s*\d+[a-z]?-b\b", text), "old 'k-b' mark"
+    known = forward(labels(text)) | forward(REFERENCE) | {"1a", "1b", "0"}
+    for lab in backward(labels(text)):
+        assert lab[:-1] in known, f"{path}: {lab} reverses no forward step"
