@@ -1,0 +1,204 @@
+"""Data-parallel training of the seed's MD-LSTM with torch DistributedDataParallel.
+
+    python examples/ddp.py --steps 200                                     # one process
+    python -m torch.distributed.run --nproc-per-node 2 examples/ddp.py --steps 200
+    python -m torch.distributed.run --nnodes 2 --node-rank R --nproc-per-node 4 \\
+        --rdzv-backend=c10d --rdzv-endpoint=HOST:29500 examples/ddp.py    # on each machine
+
+Model: ``mdlstm_np.torch.MDLSTM`` (1 -> hidden channels on a 2-D grid; Graves' plain cell unless
+--ln) -> per-cell dense layer + sigmoid (``torch.nn.Linear``) -> mean squared error, trained
+with Adam on the seed's random-diagonal task (``mdlstm_np/tasks.py`` describes it; the few
+lines below draw it the same way). The MD-LSTM's forward and backward are the engine's.
+
+Data parallelism. Every rank draws the *same* global batch of --batch samples from a generator
+seeded by (--seed, step) and keeps its own shard, rows [r·b, (r+1)·b) with b = batch / world.
+Each rank's loss is the mean over its shard, DDP averages the gradients over the ranks, and the
+shards have equal size, so the averaged gradient is the gradient of the mean loss over the
+whole global batch: a step on W processes is the single-process step on the concatenated batch
+(``tests/test_torch.py`` checks the parameters after a step). The global batch does not depend
+on the number of processes, so runs with different world sizes see the same samples.
+
+Devices. CPU tensors and the gloo backend by default; with --device cuda each rank uses
+cuda:LOCAL_RANK, NCCL, and the engine's cupy backend (DLPack, no copies).
+
+Output (rank 0): the configuration, the loss every --log-every steps (averaged over ranks) and
+the median time of a training step (forward, backward with the gradient all-reduce, Adam),
+after --warmup steps. --threads sets torch's intra-op threads per process, 1 by default: the
+engine does the heavy work in numpy/numba and torch's own ops here are tiny; on a busy 2-core
+machine torch's default of 2 threads made a single-process 8×8 step ~60 ms instead of ~2 ms
+(threads waiting for a core at every small op). NumPy's OpenBLAS threads behave the same way:
+torch.distributed.run sets OMP_NUM_THREADS=1 for its processes; for one process on a busy
+machine set it yourself (with --ln fixed: ~7-12 ms per step with it, ~40-60 ms without).
+--save PATH writes the final state_dict, the losses and the step times
+(``torch.save``). Bad arguments: one line on stderr, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from mdlstm_np.torch import MDLSTM
+
+PROG = "ddp.py"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line (``ddp.py: error: ...``) and exit status 2."""
+
+    def error(self, message):
+        fail(message)
+
+
+def fail(message, status=2):
+    print(f"{PROG}: error: {message}".replace("\n", " "), file=sys.stderr)
+    sys.exit(status)
+
+
+def positive(kind, minimum=None):
+    """argparse type: a ``kind`` > 0 (or >= ``minimum``)."""
+    def parse(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}")
+        if not (v > 0 if minimum is None else v >= minimum) or not np.isfinite(v):
+            bound = "> 0" if minimum is None else f">= {minimum}"
+            raise argparse.ArgumentTypeError(f"expected a number {bound}, got {text!r}")
+        return v
+    return parse
+
+
+def parse_args(argv):
+    p = OneLineParser(prog=PROG, description="Data-parallel MD-LSTM training (DDP).")
+    p.add_argument("--steps", type=positive(int), default=100, help="Adam steps (100)")
+    p.add_argument("--batch", type=positive(int), default=16,
+                   help="global batch, split evenly over the processes (16)")
+    p.add_argument("--size", type=positive(int), default=8, help="grid side, >= 3 (8)")
+    p.add_argument("--hidden", type=positive(int), default=16, help="MD-LSTM width (16)")
+    p.add_argument("--lr", type=positive(float), default=0.01, help="Adam's step size (0.01)")
+    p.add_argument("--seed", type=int, default=0, help="parameters and data (0)")
+    p.add_argument("--ln", choices=("off", "fixed", "seed"), default="off",
+                   help="layer-normalised cell (off: Graves' plain cell, the numba hot loop)")
+    p.add_argument("--backend", choices=("auto", "numpy", "numba", "cupy"), default="auto")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--threads", type=positive(int), default=1,
+                   help="torch intra-op threads per process (1; see the module doc)")
+    p.add_argument("--warmup", type=positive(int, 0), default=3, help="steps left out of the timing (3)")
+    p.add_argument("--log-every", type=positive(int), default=10)
+    p.add_argument("--save", metavar="PATH", help="rank 0 writes state_dict, losses, times")
+    args = p.parse_args(argv)
+    if args.size < 3:
+        fail(f"--size: expected an integer >= 3, got {args.size}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        fail("--device: cuda requested, but torch sees no CUDA device")
+    return args
+
+
+def global_batch(seed: int, step: int, batch: int, size: int):
+    """The seed's random-diagonal task: x, t float64 (batch, size, size, 1).
+
+    Background uniform [0, 0.1); ones at (r, c) and (r+1, c+1), r, c in [1, size−2]; the
+    target is the input shifted one column left. Drawn from (seed, step) alone, so every rank
+    draws the same global batch.
+    """
+    rng = np.random.default_rng([seed, step])
+    x = rng.uniform(0.0, 0.1, size=(batch, size, size, 1))
+    r = rng.integers(1, size - 1, size=batch)
+    c = rng.integers(1, size - 1, size=batch)
+    b = np.arange(batch)
+    x[b, r, c, 0] = 1.0
+    x[b, r + 1, c + 1, 0] = 1.0
+    return x, np.roll(x, -1, axis=2)
+
+
+class Net(torch.nn.Module):
+    """x (B, S, S, 1) -> MD-LSTM (B, S, S, H) -> σ(h V + a) (B, S, S, 1): the seed's MD_LSTM."""
+
+    def __init__(self, hidden, *, ln, backend, dtype):
+        super().__init__()
+        self.rnn = MDLSTM(1, hidden, 2, ln={"off": False, "fixed": True, "seed": "seed"}[ln],
+                          backend=backend, dtype=dtype)
+        self.head = torch.nn.Linear(hidden, 1, dtype=self.rnn.torch_dtype)
+
+    def forward(self, x):
+        return torch.sigmoid(self.head(self.rnn(x)))
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    torch.set_num_threads(args.threads)
+    distributed = "WORLD_SIZE" in os.environ  # set by torch.distributed.run
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    device = torch.device("cuda", local_rank) if args.device == "cuda" else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if distributed:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    rank = dist.get_rank() if distributed else 0
+    world = dist.get_world_size() if distributed else 1
+    try:
+        if args.batch % world:
+            fail(f"--batch: expected a multiple of the {world} processes, got {args.batch}")
+        shard = slice(rank * args.batch // world, (rank + 1) * args.batch // world)
+
+        torch.manual_seed(args.seed)  # identical initial parameters on every rank
+        try:
+            net = Net(args.hidden, ln=args.ln, backend=args.backend, dtype=args.dtype).to(device)
+        except (ValueError, TypeError) as e:
+            fail(str(e))
+        model = net
+        if distributed:
+            model = torch.nn.parallel.DistributedDataParallel(
+                net, device_ids=[local_rank] if device.type == "cuda" else None)
+        opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+        dtype = net.rnn.torch_dtype
+        if rank == 0:
+            print(f"world {world}, global batch {args.batch} ({args.batch // world} per "
+                  f"process), {args.size}x{args.size}, hidden {args.hidden}, ln {args.ln}, "
+                  f"backend {args.backend}, {device}, {args.dtype}", flush=True)
+
+        losses, times = [], []
+        for step in range(args.steps):
+            x, t = global_batch(args.seed, step, args.batch, args.size)
+            xb = torch.from_numpy(x[shard]).to(device, dtype)
+            tb = torch.from_numpy(t[shard]).to(device, dtype)
+            t0 = time.perf_counter()
+            loss = torch.mean((model(xb) - tb) ** 2)  # the mean over this rank's shard
+            opt.zero_grad(set_to_none=True)
+            loss.backward()  # DDP: gradients averaged over the ranks here
+            opt.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - t0)
+            if step % args.log_every == 0 or step == args.steps - 1:
+                mean_loss = loss.detach().clone()
+                if distributed:  # for the log only: the global batch's mean loss
+                    dist.all_reduce(mean_loss)
+                    mean_loss /= world
+                losses.append((step, float(mean_loss)))
+                if rank == 0:
+                    print(f"step {step:5d}  loss {losses[-1][1]:.6f}", flush=True)
+        timed = np.array(times[args.warmup:] or times) * 1e3
+        if rank == 0:
+            q1, med, q3 = np.percentile(timed, [25, 50, 75])
+            print(f"step time: median {med:.2f} ms (IQR {q1:.2f}-{q3:.2f}) over {timed.size} "
+                  f"steps", flush=True)
+            if args.save:
+                torch.save({"state_dict": net.state_dict(), "losses": losses, "times": times,
+                            "world": world}, args.save)
+    finally:
+        if distributed:
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
