@@ -128,3 +128,24 @@ def test_plot_rejects_maps_of_different_shapes(tmp_path):
         plot_receptive_fields({"a": np.ones((3, 3)), "b": np.ones((3, 4))}, (0, 0),
                               str(tmp_path / "x.png"))
     assert not (tmp_path / "x.png").exists()
+
+
+def test_example_script_smoke(tmp_path, capsys):
+    """examples/receptive_fields.py: a 2-step run writes its figure; a bad flag is one line, 2."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "receptive_fields.py"
+    spec = importlib.util.spec_from_file_location("receptive_fields_example", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "rf.png"
+    assert mod.main(["--steps", "2", "--size", "4", "--hidden", "2", "--backend", "numpy",
+                     "--no-progress", "--out", str(out)]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        mod.main(["--bogus"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--bogus" in err
