@@ -149,3 +149,16 @@ def test_example_script_smoke(tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--bogus" in err
+
+
+@pytest.mark.parametrize("name", ["MD_LSTM", "HORIZONTAL_SD_LSTM", "SNAKE_SD_LSTM"])
+def test_numba_sweep_keeps_the_zeros_exact(rng, name):
+    """The example trains on numba; its fused kernels must give the same exact zeros."""
+    pytest.importorskip("numba")
+    pytest.importorskip("scipy")
+    model = build_model(name, hidden=3, backend="numba", dtype="float32", ln=False)
+    params = model.init_params(rng)
+    p = (2, 3)
+    R = receptive_field(model, params, _x(rng), p)
+    see = visible(name, p)
+    assert np.all(R[:, ~see] == 0.0) and np.all(R[:, p[0], p[1]] > 0)
