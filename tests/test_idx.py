@@ -21,11 +21,11 @@ def test_round_trip_every_type(tmp_path, dtype, suffix, rng):
 
 
 def test_header_is_big_endian_as_specified(tmp_path):
-    path = write_idx(tmp_path / "labels", np.array([7, 2, 1], dtype=np.uint8))
-    raw = open(path, "rb").read()
+    write_idx(tmp_path / "labels", np.array([7, 2, 1], dtype=np.uint8))
+    raw = (tmp_path / "labels").read_bytes()
     assert raw == bytes([0, 0, 0x08, 1, 0, 0, 0, 3, 7, 2, 1])
     write_idx(tmp_path / "i16", np.array([[258]], dtype=np.int16))
-    assert open(tmp_path / "i16", "rb").read()[-2:] == b"\x01\x02"      # 258 big-endian
+    assert (tmp_path / "i16").read_bytes()[-2:] == b"\x01\x02"      # 258 big-endian
     # a gzip file is recognised by its content, not its name
     (tmp_path / "no_suffix").write_bytes(gzip.compress(raw))
     np.testing.assert_array_equal(read_idx(tmp_path / "no_suffix"), [7, 2, 1])
@@ -63,7 +63,8 @@ def test_load_mnist_accepts_the_dotted_spelling(tmp_path):
 
 
 def test_missing_files_and_folder(tmp_path):
-    with pytest.raises(FileNotFoundError, match="data_dir: .*nope: no such folder.*never downloaded"):
+    with pytest.raises(FileNotFoundError,
+                       match="data_dir: .*nope: no such folder.*never downloaded"):
         load_mnist(tmp_path / "nope")
     _write_mnist(tmp_path)
     (tmp_path / "t10k-labels-idx1-ubyte").unlink()
@@ -78,7 +79,8 @@ def _one_line(excinfo):
 
 
 def test_truncated_and_corrupt_files_name_the_file_and_the_fault(tmp_path):
-    good = open(write_idx(tmp_path / "good", np.zeros((4, 3), dtype=np.uint8)), "rb").read()
+    write_idx(tmp_path / "good", np.zeros((4, 3), dtype=np.uint8))
+    good = (tmp_path / "good").read_bytes()
     cases = {
         "short_header": (good[:3], "truncated IDX header .*at least 4 bytes, got 3"),
         "short_dims": (good[:9], r"truncated IDX header \(expected 12 bytes for 2 dimension"),

@@ -201,7 +201,7 @@ def test_readout_bad_input(kind):
         ro.forward(p, np.zeros((2, 4, 3)), sizes=np.array([[4, 4], [1, 1]]))
     with pytest.raises(ValueError, match="params"):
         ro.forward({"V": p["V"]}, np.zeros((2, 4, 3)))
-    z, cache = ro.forward(p, np.zeros((2, 4, 3)))
+    _, cache = ro.forward(p, np.zeros((2, 4, 3)))
     with pytest.raises(ValueError, match=r"dlogits: expected shape \(2, 2\)"):
         ro.backward(np.zeros((2, 3)), cache)
     with pytest.raises(ValueError, match="num_classes"):

@@ -16,5 +16,5 @@ from .digits import DigitsSplit, load_digits, random_shift
 from .gaussian import gaussian_field
 from .idx import MnistSplit, load_mnist, read_idx, write_idx
 
-__all__ = ["DigitsSplit", "load_digits", "random_shift", "gaussian_field", "MnistSplit", "load_mnist",
-           "read_idx", "write_idx"]
+__all__ = ["DigitsSplit", "load_digits", "random_shift", "gaussian_field", "MnistSplit",
+           "load_mnist", "read_idx", "write_idx"]

@@ -17,8 +17,8 @@ test set (scikit-learn's order is already well mixed: each half holds 86–92 of
 
 ``random_shift`` is the one augmentation used with it: every image moved by its own random
 (dy, dx) ∈ [−m, m]², the uncovered border filled with zeros (the background). With 898
-training images a one-layer MD-LSTM overfits; shifts of one pixel are what lifted the test
-accuracy from ≈ 93 % to ≈ 97 % in ``examples/digits.py``.
+training images a one-layer MD-LSTM overfits (training loss → 0.003); in ``examples/digits.py``
+shifts of up to 2 pixels lift the 4-direction layer's test accuracy from 96.3 % to 97.4 %.
 """
 
 from __future__ import annotations

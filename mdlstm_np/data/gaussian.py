@@ -9,14 +9,14 @@ Definition (one S×S field; host numpy, seeded by a ``numpy.random.Generator``)
         per field, −S/2 … S/2 − 1), |k|² = k_y² + k_x²
         isotropic:    every wave vector is kept
         anisotropic:  only the axis-aligned ones: A(k) = 0 unless k_x = 0 or k_y = 0
-    4.  f = Re FFT₂⁻¹(f̂)                              (A(−k) = A(k) keeps f̂ Hermitian, so the
-                                                      imaginary part is rounding only)
+    4.  f = Re FFT₂⁻¹(f̂)                              A(−k) = A(k) keeps f̂ Hermitian, so
+                                                      the imaginary part is rounding only
     5.  x = (f − mean f) / std f                      per field: zero mean, unit variance
 
-The amplitude |k|⁻² makes the power spectrum E|f̂(k)|² ∝ |k|⁻⁴: a smooth, strongly correlated
-field, so a value is largely predictable from its neighbours. Removing the zero mode removes the
-field's mean (step 5 then only rescales, up to rounding). An anisotropic field has energy only
-on the two axes of the spectrum, so it is a column profile plus a row profile,
+The amplitude |k|⁻² makes the power spectrum E|f̂(k)|² ∝ |k|⁻⁴: a smooth, strongly
+correlated field, so a value is largely predictable from its neighbours. Removing the zero mode
+removes the field's mean (step 5 then only rescales, up to rounding). An anisotropic field has
+energy only on the two axes of the spectrum, so it is a column profile plus a row profile,
 f(y, x) = g(x) + r(y): stripes along both axes, no oblique structure.
 
 Target: the next value to the right, t(y, x) = x(y, x + 1), and t(y, S − 1) = 0 in the last

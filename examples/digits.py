@@ -1,0 +1,278 @@
+"""Real data: classify scikit-learn's 8×8 handwritten digits with MD-LSTMs and the SD baselines.
+
+    PYTHONPATH=. python examples/digits.py                          # all four models, 2-4 min
+    PYTHONPATH=. python examples/digits.py --models md4 --plot demo_out/digits.png
+    PYTHONPATH=. python examples/digits.py --models md1,snake --epochs 20 --readout sum
+
+Data (``mdlstm_np/data/digits.py``, needs ``pip install scikit-learn``; nothing is downloaded):
+1,797 images, values scaled to [0, 1]; train = the first 898, test = the other 899, always.
+Training images are shifted by up to ``--shift`` pixels at random each time they are used.
+
+Models, each followed by a read-out of ``mdlstm_np/readout.py`` (``--readout``: mean pooling,
+Graves' summed per-cell scores, or the seed's last cell) and a softmax over the 10 classes:
+
+    md4         MultiDirectionalMDLSTM, 4 scans (one from each corner), outputs concatenated
+    md1         MDLSTM from the top-left corner only (the 4-direction layer with one direction)
+    horizontal  HorizontalSDLSTM: each row a separate left-to-right LSTM
+    snake       SnakeSDLSTM: the 64 pixels in reading order as one sequence
+
+Training: softmax cross-entropy, Adam (``mdlstm_np.optim``) with the step size decayed to 0 on
+a half cosine over the run, minibatches drawn without replacement each epoch; everything seeded
+by ``--seed``. Prints a table of final test accuracies (the model after the last epoch; the
+test set picks nothing) and, with ``--plot``, saves the learning curves (matplotlib Agg, written
+to a temporary file then moved into place).
+
+Bad arguments: one line on stderr, exit status 2.
+
+Results with the defaults (hidden 32 per direction, lr 0.01, 120 epochs, batch 32, shift 2,
+float32, numba; 2 shared cores; a tuned SVM gets 96.9 % on this split):
+
+    md4  mean  97.44 % (seed 0), 98.33 % (seed 1), 97.33 % (seed 2)      67-158 s per run
+    md4  sum 95.88 %   last 94.44 %   mean without shifts (--shift 0) 96.33 %
+    md1         mean 90.66 %   sum 96.44 %   last 95.55 %                  12-36 s
+    snake       mean 80.65 %   sum 90.55 %   last 89.66 %                  10-31 s
+    horizontal  mean 60.73 %   sum 65.74 %   last 27.70 %                  9-24 s
+
+A single scan's last cell has seen the whole image, so md1 and snake do well with "last"; a
+row-wise LSTM's last cell has seen only the bottom row. Four scans need a read-out that looks
+at every cell: the last cell of the three other scans has seen only its own corner.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+import time
+from typing import Any, NamedTuple
+
+# The matrices are tiny ((k·B, 2H)·(2H, 5H) per wavefront): extra BLAS threads only add
+# synchronisation, and on a shared machine much more. Set before numpy loads BLAS.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from mdlstm_np import (HorizontalSDLSTM, MultiDirectionalMDLSTM, SnakeSDLSTM,  # noqa: E402
+                       get_backend)
+from mdlstm_np.data import load_digits, random_shift  # noqa: E402
+from mdlstm_np.optim import Adam  # noqa: E402
+from mdlstm_np.readout import READOUTS, softmax_cross_entropy  # noqa: E402
+
+PROG = "digits.py"
+MODELS = ("md4", "md1", "horizontal", "snake")
+NUM_CLASSES = 10
+
+
+# --------------------------------------------------------------------------- the classifier
+class ClassifierCache(NamedTuple):
+    rnn: Any        # the recurrent layer's cache
+    readout: Any    # the read-out's cache
+
+
+class Classifier:
+    """Recurrent layer -> read-out -> logits, parameters in one dict ("rnn.*", "readout.*").
+
+    x (B, 8, 8, 1) -> h (B, 8, 8, F) -> logits (B, 10); backward the same in reverse.
+    """
+
+    def __init__(self, kind: str, hidden: int, readout: str, be, dtype: str):
+        if kind == "md4":
+            self.rnn = MultiDirectionalMDLSTM(1, hidden, ndim=2, backend=be, dtype=dtype)
+        elif kind == "md1":
+            self.rnn = MultiDirectionalMDLSTM(1, hidden, ndim=2, directions=[(1, 1)],
+                                              backend=be, dtype=dtype)
+        elif kind == "horizontal":
+            self.rnn = HorizontalSDLSTM(1, hidden, backend=be, dtype=dtype)
+        else:
+            self.rnn = SnakeSDLSTM(1, hidden, backend=be, dtype=dtype)
+        features = getattr(self.rnn, "out_features", hidden)
+        self.readout = READOUTS[readout](features, NUM_CLASSES, backend=be, dtype=dtype)
+        self.be = be
+
+    def init_params(self, rng) -> dict:
+        return {**{"rnn." + k: v for k, v in self.rnn.init_params(rng).items()},
+                **{"readout." + k: v for k, v in self.readout.init_params(rng).items()}}
+
+    @staticmethod
+    def _part(params, prefix):
+        return {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
+
+    def forward(self, params, x):
+        h, c_rnn = self.rnn.forward(self._part(params, "rnn."), x)       # (B, 8, 8, F)
+        logits, c_ro = self.readout.forward(self._part(params, "readout."), h)  # (B, 10)
+        return logits, ClassifierCache(c_rnn, c_ro)
+
+    def backward(self, dlogits, cache: ClassifierCache) -> dict:
+        dh, g_ro = self.readout.backward(dlogits, cache.readout)
+        _, g_rnn = self.rnn.backward(dh, cache.rnn)
+        return {**{"rnn." + k: v for k, v in g_rnn.items()},
+                **{"readout." + k: v for k, v in g_ro.items()}}
+
+
+def accuracy(model: Classifier, params, x, y, batch=300) -> float:
+    be, xp = model.be, model.be.xp
+    correct = 0
+    for i in range(0, len(y), batch):
+        logits, _ = model.forward(params, be.asarray(x[i:i + batch], model.readout.dtype))
+        pred = be.to_numpy(xp.argmax(logits, axis=1))
+        correct += int((pred == y[i:i + batch]).sum())
+    return correct / len(y)
+
+
+def train(kind: str, args, data, be, progress: bool):
+    """Train one model; returns (final test accuracy, seconds, history, number of parameters)."""
+    rng = np.random.default_rng([args.seed, MODELS.index(kind)])
+    model = Classifier(kind, args.hidden, args.readout, be, args.dtype)
+    params = model.init_params(rng)
+    n_params = sum(int(np.prod(p.shape)) for p in params.values())
+    opt = Adam(params, lr=args.lr)
+    n = len(data.y_train)
+    steps_per_epoch = math.ceil(n / args.batch)
+    total = args.epochs * steps_per_epoch
+    hist = {"epoch": [], "train_loss": [], "test_acc": []}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=total, desc=f"{kind:>10}", unit="step", leave=True, file=sys.stderr)
+    t0 = time.perf_counter()
+    step = 0
+    for epoch in range(1, args.epochs + 1):
+        order = rng.permutation(n)
+        loss_sum = 0.0
+        for i in range(0, n, args.batch):
+            idx = order[i:i + args.batch]
+            xb = random_shift(data.x_train[idx], rng, args.shift)
+            logits, cache = model.forward(params, be.asarray(xb, args.dtype))
+            loss, dlogits = softmax_cross_entropy(be, logits, data.y_train[idx])
+            grads = model.backward(dlogits, cache)
+            opt.lr = args.lr * 0.5 * (1.0 + math.cos(math.pi * step / total))  # cosine decay
+            opt.step(params, grads)
+            step += 1
+            loss_sum += float(loss) * len(idx)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(loss):.3f}", refresh=False)
+        if args.plot or epoch == args.epochs:
+            hist["epoch"].append(epoch)
+            hist["train_loss"].append(loss_sum / n)
+            hist["test_acc"].append(accuracy(model, params, data.x_test, data.y_test))
+    if bar is not None:
+        bar.close()
+    return hist["test_acc"][-1], time.perf_counter() - t0, hist, n_params
+
+
+# --------------------------------------------------------------------------- output
+def save_plot(path: str, hists: dict):
+    """Test accuracy and training loss per epoch, every model; written atomically."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(10, 4))
+    for kind, h in hists.items():
+        ax_acc.plot(h["epoch"], [100 * a for a in h["test_acc"]], label=kind)
+        ax_loss.plot(h["epoch"], h["train_loss"], label=kind)
+    ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)", title="digits: test accuracy")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", yscale="log",
+                title="training loss (shifted images)")
+    for ax in (ax_acc, ax_loss):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".png", dir=folder)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110, format="png")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)  # atomic: a reader sees the old file or the complete new one
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    finally:
+        plt.close(fig)
+
+
+# --------------------------------------------------------------------------- command line
+class _Parser(argparse.ArgumentParser):
+    """argparse, but errors are one line (``digits.py: error: ...``) and exit status 2."""
+
+    def error(self, message):
+        fail(message)
+
+
+def fail(message: str, status: int = 2):
+    print(f"{PROG}: error: {message}".replace("\n", " "), file=sys.stderr)
+    sys.exit(status)
+
+
+def parse_args(argv=None):
+    ap = _Parser(prog=PROG, description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", default=",".join(MODELS),
+                    help=f"comma-separated, from {', '.join(MODELS)} (default: all)")
+    ap.add_argument("--readout", default="mean", choices=sorted(READOUTS))
+    ap.add_argument("--hidden", type=int, default=32, help="hidden size per direction")
+    ap.add_argument("--epochs", type=int, default=120)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=0.01, help="Adam step size before decay")
+    ap.add_argument("--shift", type=int, default=2, help="max random shift in pixels (0: off)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--backend", default="numba", choices=["numpy", "numba", "cupy", "auto"])
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    ap.add_argument("--plot", default=None, metavar="PNG",
+                    help="save learning curves there (evaluates the test set every epoch)")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = ap.parse_args(argv)
+    models = [m.strip().lower() for m in args.models.split(",") if m.strip()]
+    bad = [m for m in models if m not in MODELS]
+    if bad or not models:
+        fail(f"models: expected a comma-separated list from {', '.join(MODELS)}, got "
+             f"{args.models!r}")
+    args.models = list(dict.fromkeys(models))
+    for name in ("hidden", "epochs", "batch"):
+        if getattr(args, name) < 1:
+            fail(f"{name}: expected an integer >= 1, got {getattr(args, name)}")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        fail(f"lr: expected a finite number > 0, got {args.lr}")
+    if not 0 <= args.shift < 8:
+        fail(f"shift: expected an integer in [0, 7], got {args.shift}")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        data = load_digits(args.dtype)
+        be = get_backend(args.backend)
+    except (ImportError, ValueError) as e:
+        fail(str(e), status=1)
+    print(f"digits: {len(data.y_train)} train (indices 0-{len(data.y_train) - 1}), "
+          f"{len(data.y_test)} test; backend {be.name}, {args.dtype}; readout {args.readout}, "
+          f"hidden {args.hidden}, lr {args.lr} (cosine), batch {args.batch}, epochs "
+          f"{args.epochs}, shift {args.shift}, seed {args.seed}", flush=True)
+    rows, hists = [], {}
+    for kind in args.models:
+        acc, secs, hist, n_params = train(kind, args, data, be, not args.no_progress)
+        hists[kind] = hist
+        rows.append((kind, n_params, acc, secs))
+        print(f"{kind}: test accuracy {100 * acc:.2f} % ({secs:.0f} s)", flush=True)
+    print(f"\n{'model':<11} | {'readout':<7} | {'params':>7} | {'test acc':>8} | {'time':>6}")
+    print("-" * 52)
+    for kind, n_params, acc, secs in rows:
+        print(f"{kind:<11} | {args.readout:<7} | {n_params:>7} | {100 * acc:7.2f}% | "
+              f"{secs:5.0f}s")
+    if args.plot:
+        save_plot(args.plot, hists)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
