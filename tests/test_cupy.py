@@ -46,7 +46,7 @@ def test_get_backend_cupy_fails_with_one_line():
     assert "\n" not in msg
     assert "cupy" in msg and ("pip install" in msg or "nvidia-smi" in msg or "CUDA" in msg)
     with pytest.raises(ValueError, match="cupy"):
-        MDLSTM(1, 2, backend="cupy")
+        MDLSTM(1, 2, backend="cupy", cell="graves", dtype="float64")
 
 
 @no_gpu_here
@@ -221,7 +221,7 @@ def _run(be, n, dtype, *, B=2, S=(3, 4, 2), H=3, C=2, state=False, sizes=False, 
          seed=0):
     """Forward + backward on ``be`` with fixed random data: host arrays of out, dx, grads."""
     rng = np.random.default_rng(seed)
-    layer = MDLSTM(C, H, ndim=n, backend=be, dtype=dtype, forget_bias=0.5)
+    layer = MDLSTM(C, H, ndim=n, backend=be, dtype=dtype, forget_bias=0.5, cell="graves")
     params = layer.init_params(rng)
     shape = (B, *S[:n], C)
     x = np.zeros(shape) if zero else rng.standard_normal(shape)
@@ -279,7 +279,7 @@ def test_host_twin_matches_reference_hypothesis(host_kernels, n, B, S, H, zero, 
 def test_host_twin_finite_differences(host_kernels, n):
     be = HostFusedBackend(host_kernels)
     rng = np.random.default_rng(7)
-    layer = MDLSTM(2, 2, ndim=n, backend=be, forget_bias=0.5)
+    layer = MDLSTM(2, 2, ndim=n, backend=be, forget_bias=0.5, cell="graves", dtype="float64")
     params = layer.init_params(rng)
     x = be.asarray(rng.standard_normal((2, *(3, 2)[:n], 2)))
     h0 = be.asarray(rng.standard_normal((2, 2)))
@@ -388,7 +388,7 @@ def test_cupy_parity_with_numpy(n, dtype, tol):
 def test_cupy_finite_differences(n):
     be = get_backend("cupy")
     rng = np.random.default_rng(3)
-    layer = MDLSTM(2, 2, ndim=n, backend=be, forget_bias=0.5)
+    layer = MDLSTM(2, 2, ndim=n, backend=be, forget_bias=0.5, cell="graves", dtype="float64")
     params = layer.init_params(rng)
     x = be.asarray(rng.standard_normal((2, *(3, 3)[:n], 2)))
     h0 = be.asarray(rng.standard_normal((2, 2)))
@@ -416,7 +416,7 @@ def test_cupy_arrays_stay_on_device():
     import cupy
 
     be = get_backend("cupy")
-    layer = MDLSTM(1, 4, backend=be, dtype="float32")
+    layer = MDLSTM(1, 4, backend=be, dtype="float32", cell="graves")
     p = layer.init_params(np.random.default_rng(0))
     x = be.asarray(np.ones((2, 5, 6, 1)), dtype="float32")
     out, cache = layer.forward(p, x)

@@ -8,7 +8,7 @@ from mdlstm_np import MDLSTM, HorizontalSDLSTM, get_backend
 
 @pytest.fixture
 def layer_and_params(rng):
-    layer = MDLSTM(2, 3, ndim=2)
+    layer = MDLSTM(2, 3, ndim=2, cell="graves", dtype="float64")
     return layer, layer.init_params(rng)
 
 
@@ -85,7 +85,7 @@ except ImportError:
 def test_initial_state_of_another_dtype_is_refused(backend, layer_dt, state_dt, name):
     """Fault: the dtype check of h0/c0 removed (a silent cast would pass every other test).
     Both state arguments, both directions of the mismatch, on every CPU backend."""
-    layer = MDLSTM(2, 3, ndim=2, backend=backend, dtype=layer_dt)
+    layer = MDLSTM(2, 3, ndim=2, backend=backend, dtype=layer_dt, cell="graves")
     p = layer.init_params(np.random.default_rng(0))
     x = np.zeros((2, 3, 3, 2), dtype=layer_dt)
     good = np.zeros((2, 3), dtype=layer_dt)
@@ -99,7 +99,7 @@ def test_initial_state_of_another_dtype_is_refused(backend, layer_dt, state_dt, 
 def test_dout_of_another_dtype_is_refused(backend, layer_dt, dout_dt):
     """The same fault's relative on the way back: dout of another dtype would be promoted
     silently (numpy) or hit a typing error deep in a kernel (numba)."""
-    layer = MDLSTM(2, 3, ndim=2, backend=backend, dtype=layer_dt)
+    layer = MDLSTM(2, 3, ndim=2, backend=backend, dtype=layer_dt, cell="graves")
     p = layer.init_params(np.random.default_rng(0))
     out, cache = layer.forward(p, np.zeros((2, 3, 3, 2), dtype=layer_dt))
     with pytest.raises(TypeError, match=rf"dout: expected dtype {layer_dt}, got {dout_dt}"):
