@@ -121,7 +121,18 @@ class MDLSTM:
     * float32: the cost of every backend's hot loop and of GPUs is half that of float64, and
       the state bound above makes float64's range unnecessary.
 
-    MEASURED_DEFAULTS
+    Measured (fresh ``MDLSTM(3, 8, ndim=2)``, [0, 1) float32 image, dout = 1, numpy):
+
+        grid         forget_bias   max |c|   max |out|   max |dx|   max |db|   max |db| / N
+        256×256      0.0           0.44      0.21        0.51       3.9e4      0.60
+        1024×1024    0.0           0.47      0.22        0.52       6.3e5      0.60
+        128×128      1.0           0.65      0.30        0.94       2.0e4      1.19
+        256×256      1.0           0.65      0.29        0.93       7.9e4      1.21
+        1024×1024    1.0           0.70      0.31        0.93       1.3e6      1.22
+        512×512, 4 directions 1.0  1.32      0.41        2.06       4.0e5      1.5
+
+    |c| stays far below its bound, dx does not grow with the grid, and the parameter
+    gradients are sums of N bounded terms (~1.2 per cell): 10³² below float32's range.
     """
 
     def __init__(self, in_channels, hidden, ndim=2, *, cell=None, peepholes=False,
