@@ -520,6 +520,8 @@ def test_cupy_arrays_stay_on_device():
 def test_demo_smoke_on_cupy(tmp_path):
     if not (ROOT / "demo.py").exists():
         pytest.skip("demo.py is not there yet")
+    for name in ("tqdm", "matplotlib"):  # the demo's own needs (the GPU image may lack them)
+        pytest.importorskip(name, reason=f"the demo needs {name}")
     out = subprocess.run([sys.executable, str(ROOT / "demo.py"), "--backend", "cupy",
                           "--steps", "3", "--size", "6", "--batch", "4", "--hidden", "4",
                           "--no-progress", "--out", str(tmp_path)],

@@ -51,6 +51,31 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
 
 
+def array_api_compat_module():
+    """``array_api_compat`` (the array-API names over cupy), or SciPy's vendored copy of it.
+
+    Offline GPU machines often have SciPy but not array-api-compat (a GPU image with CuPy,
+    numba, SciPy and PyTorch, no package registry). SciPy ≥ 1.11 ships the same package as
+    ``scipy._lib.array_api_compat``; we then register it under its own name, so that
+    ``optim.py``'s ``from array_api_compat import array_namespace`` finds it too. Raises
+    ImportError when neither is there.
+    """
+    import sys
+
+    try:
+        import array_api_compat
+        import array_api_compat.cupy  # noqa: F401
+        return array_api_compat
+    except ImportError:
+        pass
+    from scipy._lib import array_api_compat  # raises ImportError when SciPy lacks it too
+    import scipy._lib.array_api_compat.cupy  # noqa: F401
+
+    sys.modules.setdefault("array_api_compat", array_api_compat)
+    sys.modules.setdefault("array_api_compat.cupy", array_api_compat.cupy)
+    return array_api_compat
+
+
 @functools.lru_cache(maxsize=1)
 def cupy_unavailable_reason():
     """None when cupy imports and a CUDA GPU really runs a kernel; else one line: why, and the fix.
@@ -65,15 +90,15 @@ def cupy_unavailable_reason():
         return (f"cupy failed to import ({_first_line(e)}): reinstall it with "
                 f"pip install --force-reinstall 'mdlstm_np[cuda12]'")
     try:
-        import array_api_compat.cupy  # noqa: F401
+        array_api_compat_module()
     except Exception as e:
-        return (f"array-api-compat is missing ({_first_line(e)}): "
-                f"pip install 'mdlstm_np[cuda12]' (or pip install array-api-compat)")
+        return (f"array-api-compat is missing ({_first_line(e)}) and SciPy's vendored copy "
+                f"too: pip install 'mdlstm_np[cuda12]' (or [cuda13], or array-api-compat)")
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as e:
         return (f"no CUDA GPU is usable ({_first_line(e)}): check nvidia-smi, the NVIDIA "
-                f"driver (CUDA 12 capable) and CUDA_VISIBLE_DEVICES")
+                f"driver (as new as cupy's CUDA 12 or 13) and CUDA_VISIBLE_DEVICES")
     if count < 1:
         return "no CUDA GPU is visible (0 devices): check nvidia-smi and CUDA_VISIBLE_DEVICES"
     try:  # a tiny kernel, a cuBLAS matmul and a copy back: the whole chain really works
@@ -82,7 +107,7 @@ def cupy_unavailable_reason():
             return "a CUDA GPU is visible but returned a wrong result in a self-test"
     except Exception as e:
         return (f"a CUDA GPU is visible but cannot run a kernel ({_first_line(e)}): install "
-                f"the CUDA 12 libraries, e.g. pip install 'cupy-cuda12x[ctk]'")
+                f"the CUDA libraries, e.g. pip install 'cupy-cuda12x[ctk]' (or cupy-cuda13x)")
     return None
 
 
@@ -305,9 +330,8 @@ class CupyBackend(Backend):
         if reason is not None:
             raise ValueError(f"backend: 'cupy' is not usable: {reason}")
         import cupy
-        from array_api_compat import cupy as xp
 
-        super().__init__(xp)
+        super().__init__(array_api_compat_module().cupy)
         self.cupy = cupy
         self._fused = fused_sweeps(self, CupyKernels())
 
