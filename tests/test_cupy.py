@@ -224,7 +224,11 @@ class HostFusedBackend(Backend):
 
 # every cell with fused kernels (MDLSTM keyword arguments)
 FUSED_CELLS = {"graves": dict(cell="graves"), "ln_fixed": dict(ln=True),
-               "ln_seed": dict(ln="seed"), "stable": dict(cell="stable")}
+               "ln_seed": dict(ln="seed"), "stable": dict(cell="stable"),
+               "leakylp": dict(cell="leakylp"), "peephole": dict(cell="graves", peepholes=True)}
+SWEEP_NAMES = {"graves": "cupy-graves", "ln_fixed": "cupy-layernorm",
+               "ln_seed": "cupy-layernorm", "stable": "cupy-stable", "leakylp": "cupy-leakylp",
+               "peephole": "cupy-peephole"}
 
 
 def _run(be, n, dtype, *, B=2, S=(3, 4, 2), H=3, C=2, state=False, sizes=False, zero=False,
@@ -279,7 +283,7 @@ def test_host_twin_matches_reference_float64(host_kernels, n, state, sizes, cell
     got, cache = _run(HostFusedBackend(host_kernels), n, "float64", state=state, sizes=sizes,
                       cell=cell)
     assert cache.hot and not ref_cache.hot
-    assert cache.sweep.name == f"cupy-{'layernorm' if cell.startswith('ln') else cell}"
+    assert cache.sweep.name == SWEEP_NAMES[cell]
     assert set(ref) == set(got)
     errs = {k: _rel(got[k], ref[k]) for k in ref}
     WORST[cell, "float64"] = max(WORST.get((cell, "float64"), 0.0), max(errs.values()))
@@ -359,8 +363,8 @@ def test_other_cells_fall_back_to_reference():
     assert be.sweep_for(make_cell("graves", ln=True)).name == "cupy-layernorm"
     assert be.sweep_for(make_cell("graves", ln="seed")).name == "cupy-layernorm"
     assert be.sweep_for(make_cell("stable")).name == "cupy-stable"
-    assert be.sweep_for(make_cell("leakylp")) is be.reference_sweep  # not fused yet
-    assert be.sweep_for(make_cell("graves", peepholes=True)) is be.reference_sweep
+    assert be.sweep_for(make_cell("leakylp")).name == "cupy-leakylp"
+    assert be.sweep_for(make_cell("graves", peepholes=True)).name == "cupy-peephole"
 
     class NotGraves(type(make_cell("graves"))):
         pass
@@ -379,6 +383,8 @@ def _labels(text):
     ("layernorm", ("LN_FORWARD", "LN_BACKWARD"), ("norm.py",)),
     ("stable", ("STABLE_FORWARD", "STABLE_BACKWARD"), ()),
     ("graves", ("FORWARD", "BACKWARD"), ()),
+    ("leakylp", ("LEAKYLP_FORWARD", "LEAKYLP_BACKWARD"), ()),
+    ("peephole", ("PEEPHOLE_FORWARD", "PEEPHOLE_BACKWARD"), ()),
 ])
 def test_fused_kernels_carry_the_reference_step_labels(cell, kernels, extra):
     """Same step labels as the reference cell (forward k, backward k'): every label of

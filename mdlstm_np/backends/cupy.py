@@ -1,5 +1,5 @@
-"""The cupy backend: every array on a CUDA GPU, and fused MD-LSTM sweeps (Graves' cell, the
-layer-normalised cells, the stable cell; LeakyLP and peepholes run the reference sweep).
+"""The cupy backend: every array on a CUDA GPU, and a fused MD-LSTM sweep for every cell
+(Graves', peepholes, layer norm fixed and seed, stable, LeakyLP).
 
 Everything except the hot loop is the reference engine running on ``xp = array_api_compat.cupy``
 (the array-API names over cupy): the layer code is the same code the numpy backend runs. Data,
@@ -41,8 +41,8 @@ import numpy as np
 from ..cells.graves import GravesCell
 from ..sweep import SweepResult
 from .base import Backend
-from .cupy_kernels import (GATHER, GRAVES, KERNELS, LAYER_NORM, PREAMBLE, SIGMOID, STABLE,
-                           KernelSource, param_names, strip_comments)
+from .cupy_kernels import (GATHER, GRAVES, KERNELS, LAYER_NORM, LEAKYLP, PEEPHOLE, PREAMBLE,
+                           SIGMOID, STABLE, KernelSource, param_names, strip_comments)
 
 
 # --------------------------------------------------------------------------- availability
@@ -157,7 +157,7 @@ class FusedPlan(NamedTuple):
     boundary: list  # boundary[d] (m_d,) cells whose p⁻_d lies outside the grid
 
 
-GATE_BLOCKS = ("i", "f", "o", "g", "lam")
+GATE_BLOCKS = ("i", "f", "o", "g", "lam", "omega0", "omega1")
 
 
 def gate_offsets(layout) -> dict:
@@ -170,7 +170,7 @@ def gate_offsets(layout) -> dict:
 
 class FusedSweep:
     """The sweep contract (``mdlstm_np/sweep.py``) in fused kernels, for any cell that brings
-    its two kernel bodies (a ``CellKernels``: Graves', layer norm, stable).
+    its two kernel bodies (a ``CellKernels`` of ``cupy_kernels.py``).
 
     The driver is written once: per wavefront, forward G (gather) + 1b (cuBLAS) + the cell's
     fused forward; backward the cell's fused backward (pull, 5', 4'-2') + 1b' (cuBLAS). The
@@ -299,13 +299,17 @@ class FusedSweep:
 
 def fused_sweeps(be, kernels) -> dict:
     """{cell class: FusedSweep} for every cell with fused kernels (Graves', the layer-norm
-    cells — fixed and seed share one kernel, κ is a constant —, stable)."""
+    cells — fixed and seed share one kernel, κ is a constant —, stable, LeakyLP, peepholes)."""
     from ..cells.layernorm import LayerNormCell
+    from ..cells.leakylp import LeakyLPCell
+    from ..cells.peephole import GravesPeepholeCell
     from ..cells.stable import StableCell
 
     return {GravesCell: FusedSweep(be, kernels, GRAVES, "cupy-graves"),
             LayerNormCell: FusedSweep(be, kernels, LAYER_NORM, "cupy-layernorm"),
-            StableCell: FusedSweep(be, kernels, STABLE, "cupy-stable")}
+            StableCell: FusedSweep(be, kernels, STABLE, "cupy-stable"),
+            LeakyLPCell: FusedSweep(be, kernels, LEAKYLP, "cupy-leakylp"),
+            GravesPeepholeCell: FusedSweep(be, kernels, PEEPHOLE, "cupy-peephole")}
 
 
 def _check_contiguous(**arrays):
@@ -336,8 +340,8 @@ class CupyBackend(Backend):
         self._fused = fused_sweeps(self, CupyKernels())
 
     def fast_sweeps(self) -> dict:
-        """Graves' plain cell, the layer-norm cells (fixed and seed) and the stable cell,
-        masked or not; LeakyLP and peepholes run the reference sweep."""
+        """Every cell (Graves', peepholes, layer norm fixed and seed, stable, LeakyLP), masked
+        or not; a cell class not listed (a user's own) runs the reference sweep."""
         return self._fused
 
     def asarray(self, a, dtype=None):

@@ -1,12 +1,13 @@
-"""The CUDA C sources of the cupy backend's fused sweeps (one source of truth): Graves' cell,
-the layer-normalised cells (fixed and seed: one kernel, κ a constant) and the stable cell.
+"""The CUDA C sources of the cupy backend's fused sweeps (one source of truth), every cell:
+Graves', peepholes, the layer-normalised cells (fixed and seed: one kernel, κ a constant),
+stable and LeakyLP (their λ-mixture one shared snippet).
 
 Each kernel body is C indexed by ``i`` that compiles three ways: as a cupy
 ``ElementwiseKernel`` body (the GPU), inside a ``__global__`` wrapper by ``nvcc`` (a syntax
 check in the tests), and as a plain C++ loop on the host (the tests run the very same bodies on
 the CPU and compare them with the numpy reference sweep). Their numbered comments are those of
-``cells/graves.py`` and ``sweep.py`` (forward k, backward k'), so the two can be read side by
-side; comments are stripped before compiling (``KernelSource.code``). Gate blocks are addressed
+the cell's module (``cells/graves.py``, ...) and ``sweep.py`` (forward k, backward k'), so the
+two can be read side by side (pinned by a test); comments are stripped before compiling (``KernelSource.code``). Gate blocks are addressed
 through offsets the launcher reads off the gate layout (``off_i``, ``off_f``, ``off_o``,
 ``off_g``, in units of H), never through re-typed numbers. The one sigmoid of this language is
 ``mdl_sigmoid`` in the preamble; every kernel that needs σ uses it.
@@ -71,13 +72,14 @@ GATHER = KernelSource(
 FORWARD_PARAMS = ("raw T zx, raw T zr, raw T mask, raw int64 pred, raw T prm, raw T cst, "
                   "int64 start, int64 k, int64 B, int64 H, int64 nd, int64 G, int64 S, "
                   "int64 off_i, int64 off_f, int64 off_o, int64 off_g, int64 off_lam, "
-                  "int64 masked")
+                  "int64 off_omega0, int64 off_omega1, int64 masked")
 FORWARD_OUT = "raw T h, raw T c, raw T st"
 BACKWARD_PARAMS = ("raw T dout, raw T dhp, raw T st, raw T c, raw T mask, raw int64 pred, "
                    "raw int64 succ, raw T prm, raw T cst, int64 start, int64 k, "
                    "int64 next_start, int64 next_k, int64 B, int64 H, int64 nd, int64 N, "
                    "int64 G, int64 S, int64 P, int64 off_i, int64 off_f, int64 off_o, "
-                   "int64 off_g, int64 off_lam, int64 masked")
+                   "int64 off_g, int64 off_lam, int64 off_omega0, int64 off_omega1, "
+                   "int64 masked")
 BACKWARD_OUT = "raw T dz, raw T dcp, raw T dprm"
 
 FORWARD = KernelSource(
@@ -326,28 +328,11 @@ LN_BACKWARD = KernelSource(
     """)
 
 
-# --------------------------------------------------------------------------- stable cell
-# Leifert's λ-stable cell (``cells/stable.py``; same numbered steps), one thread per (cell,
-# sample, unit) like Graves'. Store row st (S = G + n·H + 2H): [act = σ of i, f, o, λ_1..λ_n
-# and tanh of g (G) | λ̂_d (n·H) | c⁻ (H) | tanh c (H)]. No own parameters (P = 0).
-STABLE_FORWARD = KernelSource(
-    "mdlstm_stable_forward", FORWARD_PARAMS, FORWARD_OUT,
-    r"""
-    const long long r = i / (B * H);
-    const long long b = (i / H) % B;
-    const long long j = i % H;
-    const long long row = start + r;
-    const long long zo = (row * B + b) * G;
-    const long long ro = (r * B + b) * G;
-    const long long so = (row * B + b) * S;
-    const long long out = (row * B + b) * H + j;
-    // 1b. z = zx + [h(p⁻_1) | … | h(p⁻_n)] U   (the matmul zr ran just before)
-    const long long qi = off_i * H + j, qf = off_f * H + j, qo = off_o * H + j;
-    const long long qg = off_g * H + j;
-    const T i_ = mdl_sigmoid(zx[zo + qi] + zr[ro + qi]);  // 2. i, f, o, λ_d = σ(z_·)
-    const T f_ = mdl_sigmoid(zx[zo + qf] + zr[ro + qf]);
-    const T o_ = mdl_sigmoid(zx[zo + qo] + zr[ro + qo]);
-    const T g_ = tanh(zx[zo + qg] + zr[ro + qg]);  // 2. g = tanh(z_g)
+# The λ-mixture of the stable and LeakyLP cells (``stable.mixture_forward``/``_backward``),
+# one C snippet shared by both cells' kernels. It reads z_λ from zx + zr, writes λ̂_d to
+# st[so + G + d·H + j] and σ(z_λd) to the λ block of act, and leaves c⁻ in ``c_mix``;
+# backward, from ``dc_mix`` it writes dz_λ and the shares dc(p⁻_d).
+MIXTURE_FORWARD = r"""
     T c_mix = c[(pred[r] * B + b) * H + j];  // n = 1: c⁻ = c(p⁻_1)
     if (nd > 1) {  // 3a-3b. c⁻, the λ-mixture of the predecessors
         // 3a. λ̂_d = λ_d / Σ_e λ_e as a softmax of ℓ_d = log σ(z_λd), shifted by max_e ℓ_e
@@ -373,7 +358,44 @@ STABLE_FORWARD = KernelSource(
             c_mix = c_mix + lam_hat * c[(pred[d * k + r] * B + b) * H + j];  // 3b. c⁻ = Σ_d λ̂_d ⊙ c(p⁻_d)
         }
     }
-    T c_ = i_ * g_ + f_ * c_mix;  // 3c.
+"""
+MIXTURE_BACKWARD = r"""
+    if (nd > 1) {  // 3b'-3a'. dz_λ and dc(p⁻_d) from dc⁻
+        for (long long d = 0; d < nd; ++d) {
+            const T lam_hat = st[so + G + d * H + j];
+            const T lam = st[so + (off_lam + d) * H + j];
+            const T cp = c[(pred[d * k + r] * B + b) * H + j];
+            dcp[((d * N + row) * B + b) * H + j] = dc_mix * lam_hat;  // 3b'. through λ̂_d ⊙ c(p⁻_d)
+            dz[zo + (off_lam + d) * H + j] = lam_hat * ((T)1 - lam) * dc_mix * (cp - c_mix);  // 3a'. see above
+        }
+    } else {
+        dcp[(row * B + b) * H + j] = dc_mix;  // n = 1: c⁻ = c(p⁻_1)
+    }
+"""
+
+# --------------------------------------------------------------------------- stable cell
+# Leifert's λ-stable cell (``cells/stable.py``; same numbered steps), one thread per (cell,
+# sample, unit) like Graves'. Store row st (S = G + n·H + 2H): [act = σ of i, f, o, λ_1..λ_n
+# and tanh of g (G) | λ̂_d (n·H) | c⁻ (H) | tanh c (H)]. No own parameters (P = 0).
+STABLE_FORWARD = KernelSource(
+    "mdlstm_stable_forward", FORWARD_PARAMS, FORWARD_OUT,
+    r"""
+    const long long r = i / (B * H);
+    const long long b = (i / H) % B;
+    const long long j = i % H;
+    const long long row = start + r;
+    const long long zo = (row * B + b) * G;
+    const long long ro = (r * B + b) * G;
+    const long long so = (row * B + b) * S;
+    const long long out = (row * B + b) * H + j;
+    // 1b. z = zx + [h(p⁻_1) | … | h(p⁻_n)] U   (the matmul zr ran just before)
+    const long long qi = off_i * H + j, qf = off_f * H + j, qo = off_o * H + j;
+    const long long qg = off_g * H + j;
+    const T i_ = mdl_sigmoid(zx[zo + qi] + zr[ro + qi]);  // 2. i, f, o, λ_d = σ(z_·)
+    const T f_ = mdl_sigmoid(zx[zo + qf] + zr[ro + qf]);
+    const T o_ = mdl_sigmoid(zx[zo + qo] + zr[ro + qo]);
+    const T g_ = tanh(zx[zo + qg] + zr[ro + qg]);  // 2. g = tanh(z_g)
+""" + MIXTURE_FORWARD + r"""    T c_ = i_ * g_ + f_ * c_mix;  // 3c.
     const T tc = tanh(c_);
     T h_ = o_ * tc;  // 4. h = o ⊙ tanh(c)
     if (masked) {  // 5. masked cells keep zero state
@@ -428,21 +450,203 @@ STABLE_BACKWARD = KernelSource(
     const T d_g = dc * i_;
     const T d_f = dc * c_mix;  // 3c'. through f ⊙ c⁻
     const T dc_mix = dc * f_;
-    if (nd > 1) {  // 3b'-3a'. dz_λ and dc(p⁻_d) from dc⁻
-        for (long long d = 0; d < nd; ++d) {
-            const T lam_hat = st[so + G + d * H + j];
-            const T lam = st[so + (off_lam + d) * H + j];
-            const T cp = c[(pred[d * k + r] * B + b) * H + j];
-            dcp[((d * N + row) * B + b) * H + j] = dc_mix * lam_hat;  // 3b'. through λ̂_d ⊙ c(p⁻_d)
-            dz[zo + (off_lam + d) * H + j] = lam_hat * ((T)1 - lam) * dc_mix * (cp - c_mix);  // 3a'. see above
-        }
-    } else {
-        dcp[(row * B + b) * H + j] = dc_mix;  // n = 1: c⁻ = c(p⁻_1)
-    }
-    dz[zo + qi] = d_i * i_ * ((T)1 - i_);  // 2'. σ'
+""" + MIXTURE_BACKWARD + r"""    dz[zo + qi] = d_i * i_ * ((T)1 - i_);  // 2'. σ'
     dz[zo + qf] = d_f * f_ * ((T)1 - f_);
     dz[zo + qo] = d_o * o_ * ((T)1 - o_);
     dz[zo + qg] = d_g * ((T)1 - g_ * g_);  // 2'. tanh' = 1 − g²
+    """)
+
+
+# --------------------------------------------------------------------------- LeakyLP cell
+# Leifert's leaky low-pass cell (``cells/leakylp.py``; same numbered steps), one thread per
+# (cell, sample, unit). Gates [f | ω₀ | ω₁ | λ_1..λ_n | g]. Store row st (S = G + n·H + 3H):
+# [act (G) | λ̂_d (n·H) | c⁻ (H) | c(p) (H) | h(p) = tanh(a) (H)] (c, h before the mask).
+LEAKYLP_FORWARD = KernelSource(
+    "mdlstm_leakylp_forward", FORWARD_PARAMS, FORWARD_OUT,
+    r"""
+    const long long r = i / (B * H);
+    const long long b = (i / H) % B;
+    const long long j = i % H;
+    const long long row = start + r;
+    const long long zo = (row * B + b) * G;
+    const long long ro = (r * B + b) * G;
+    const long long so = (row * B + b) * S;
+    const long long out = (row * B + b) * H + j;
+    // 1b. z = zx + [h(p⁻_1) | … | h(p⁻_n)] U   (the matmul zr ran just before)
+    const long long qf = off_f * H + j, q0 = off_omega0 * H + j, q1 = off_omega1 * H + j;
+    const long long qg = off_g * H + j;
+    const T f_ = mdl_sigmoid(zx[zo + qf] + zr[ro + qf]);  // 2. f, ω₀, ω₁, λ_d = σ(z_·)
+    const T w0 = mdl_sigmoid(zx[zo + q0] + zr[ro + q0]);
+    const T w1 = mdl_sigmoid(zx[zo + q1] + zr[ro + q1]);
+    const T g_ = tanh(zx[zo + qg] + zr[ro + qg]);  // 2. g = tanh(z_g)
+""" + MIXTURE_FORWARD + r"""    T c_ = ((T)1 - f_) * g_ + f_ * c_mix;  // 3c. c(p) = (1 − f) ⊙ g + f ⊙ c⁻
+    const T a = w0 * c_ + w1 * c_mix;  // 4a. a = ω₀ ⊙ c(p) + ω₁ ⊙ c⁻
+    T h_ = tanh(a);  // 4b. h(p) = tanh(a)
+    st[so + qf] = f_;
+    st[so + q0] = w0;
+    st[so + q1] = w1;
+    st[so + qg] = g_;
+    st[so + G + nd * H + j] = c_mix;
+    st[so + G + nd * H + H + j] = c_;
+    st[so + G + nd * H + 2 * H + j] = h_;
+    if (masked) {  // 5. masked cells keep zero state
+        const T m = mask[row * B + b];
+        h_ = h_ * m;
+        c_ = c_ * m;
+    }
+    h[out] = h_;
+    c[out] = c_;
+    """)
+
+LEAKYLP_BACKWARD = KernelSource(
+    "mdlstm_leakylp_backward", BACKWARD_PARAMS, BACKWARD_OUT,
+    r"""
+    const long long nH = nd * H;
+    const long long r = i / (B * H);
+    const long long b = (i / H) % B;
+    const long long j = i % H;
+    const long long row = start + r;
+    const long long zo = (row * B + b) * G;
+    const long long so = (row * B + b) * S;
+    const long long out = (row * B + b) * H + j;
+    const long long qf = off_f * H + j, q0 = off_omega0 * H + j, q1 = off_omega1 * H + j;
+    const long long qg = off_g * H + j;
+    T dh = dout[out];
+    T dc = 0;
+    for (long long d = 0; d < nd; ++d) {  // 1b'. pull from the successors p⁺_d (wavefront s+1)
+        const long long sl = succ[d * k + r];
+        if (sl < next_k) {
+            const long long q = next_start + sl;
+            dh = dh + dhp[(q * B + b) * nH + d * H + j];
+            dc = dc + dcp[((d * N + q) * B + b) * H + j];
+        }
+    }
+    if (masked) {  // 5'. h = m ⊙ h_cell  =>  dh_cell = m ⊙ dh (same for c)
+        const T m = mask[row * B + b];
+        dh = dh * m;
+        dc = dc * m;
+    }
+    const T f_ = st[so + qf], w0 = st[so + q0], w1 = st[so + q1], g_ = st[so + qg];
+    const T c_mix = st[so + G + nd * H + j];
+    const T c_ = st[so + G + nd * H + H + j];
+    const T h_ = st[so + G + nd * H + 2 * H + j];
+    const T da = dh * ((T)1 - h_ * h_);  // 4b'. tanh' = 1 − h²
+    const T d_w0 = da * c_;  // 4a'. through ω₀ ⊙ c
+    const T d_w1 = da * c_mix;  // 4a'. through ω₁ ⊙ c⁻
+    dc = dc + da * w0;  // 4a'. the new state's share of the output
+    T dc_mix = da * w1;  // 4a'. c⁻'s direct share of the output ...
+    const T d_f = dc * (c_mix - g_);  // 3c'. ∂c/∂f = c⁻ − g
+    const T d_g = dc * ((T)1 - f_);  // 3c'. through (1 − f) ⊙ g
+    dc_mix = dc_mix + dc * f_;  // 3c'. ... plus its share through f ⊙ c⁻
+""" + MIXTURE_BACKWARD + r"""    dz[zo + qf] = d_f * f_ * ((T)1 - f_);  // 2'. σ'
+    dz[zo + q0] = d_w0 * w0 * ((T)1 - w0);
+    dz[zo + q1] = d_w1 * w1 * ((T)1 - w1);
+    dz[zo + qg] = d_g * ((T)1 - g_ * g_);  // 2'. tanh' = 1 − g²
+    """)
+
+
+# --------------------------------------------------------------------------- peepholes
+# Graves' cell with peepholes (``cells/peephole.py``; same numbered steps), one thread per
+# (cell, sample, unit). prm = [w_i (H) | w_f (n·H) | w_o (H)]; each thread writes its own unit's
+# shares of their gradients into dprm (P = (n + 2)·H). Store row st (S = G + 3H):
+# [act = i | f_1..f_n | o | g (G) | c_sum (H) | c(p) (H) | tanh c (H)] (c before the mask).
+PEEPHOLE_FORWARD = KernelSource(
+    "mdlstm_peephole_forward", FORWARD_PARAMS, FORWARD_OUT,
+    r"""
+    const long long r = i / (B * H);
+    const long long b = (i / H) % B;
+    const long long j = i % H;
+    const long long row = start + r;
+    const long long zo = (row * B + b) * G;
+    const long long ro = (r * B + b) * G;
+    const long long so = (row * B + b) * S;
+    const long long out = (row * B + b) * H + j;
+    // 1b. z = zx + [h(p⁻_1) | … | h(p⁻_n)] U   (the matmul zr ran just before)
+    const long long qi = off_i * H + j, qo = off_o * H + j, qg = off_g * H + j;
+    T c_sum = c[(pred[r] * B + b) * H + j];
+    for (long long d = 1; d < nd; ++d)
+        c_sum = c_sum + c[(pred[d * k + r] * B + b) * H + j];  // 2a. c_sum = Σ_d c(p⁻_d)
+    // 2b. i = σ(z_i + w_i ⊙ c_sum)     f_d = σ(z_fd + w_f[d] ⊙ c(p⁻_d))     g = tanh(z_g)
+    const T i_ = mdl_sigmoid(zx[zo + qi] + zr[ro + qi] + prm[j] * c_sum);
+    const T g_ = tanh(zx[zo + qg] + zr[ro + qg]);
+    T c_ = i_ * g_;  // 3. i ⊙ g ...
+    for (long long d = 0; d < nd; ++d) {
+        const long long qf = (off_f + d) * H + j;
+        const T cp = c[(pred[d * k + r] * B + b) * H + j];
+        const T f_ = mdl_sigmoid(zx[zo + qf] + zr[ro + qf] + prm[H + d * H + j] * cp);
+        st[so + qf] = f_;
+        c_ = c_ + f_ * cp;  // 3. ... + f_d ⊙ c(p⁻_d)
+    }
+    const T o_ = mdl_sigmoid(zx[zo + qo] + zr[ro + qo] + prm[(nd + 1) * H + j] * c_);  // 4a. o sees the new state
+    const T tc = tanh(c_);
+    T h_ = o_ * tc;  // 4b. h = o ⊙ tanh(c)
+    st[so + qi] = i_;
+    st[so + qo] = o_;
+    st[so + qg] = g_;
+    st[so + G + j] = c_sum;
+    st[so + G + H + j] = c_;
+    st[so + G + 2 * H + j] = tc;
+    if (masked) {  // 5. masked cells keep zero state
+        const T m = mask[row * B + b];
+        h_ = h_ * m;
+        c_ = c_ * m;
+    }
+    h[out] = h_;
+    c[out] = c_;
+    """)
+
+PEEPHOLE_BACKWARD = KernelSource(
+    "mdlstm_peephole_backward", BACKWARD_PARAMS, BACKWARD_OUT,
+    r"""
+    const long long nH = nd * H;
+    const long long r = i / (B * H);
+    const long long b = (i / H) % B;
+    const long long j = i % H;
+    const long long row = start + r;
+    const long long zo = (row * B + b) * G;
+    const long long so = (row * B + b) * S;
+    const long long po = (row * B + b) * P;  // this cell's shares of dw_i, dw_f, dw_o
+    const long long out = (row * B + b) * H + j;
+    const long long qi = off_i * H + j, qo = off_o * H + j, qg = off_g * H + j;
+    T dh = dout[out];
+    T dc = 0;
+    for (long long d = 0; d < nd; ++d) {  // 1b'. pull from the successors p⁺_d (wavefront s+1)
+        const long long sl = succ[d * k + r];
+        if (sl < next_k) {
+            const long long q = next_start + sl;
+            dh = dh + dhp[(q * B + b) * nH + d * H + j];
+            dc = dc + dcp[((d * N + q) * B + b) * H + j];
+        }
+    }
+    if (masked) {  // 5'. h = m ⊙ h_cell  =>  dh_cell = m ⊙ dh (same for c)
+        const T m = mask[row * B + b];
+        dh = dh * m;
+        dc = dc * m;
+    }
+    const T i_ = st[so + qi], o_ = st[so + qo], g_ = st[so + qg];
+    const T c_sum = st[so + G + j], c_ = st[so + G + H + j], tc = st[so + G + 2 * H + j];
+    const T d_o = dh * tc;  // 4b'. through h = o ⊙ tanh(c)
+    dc = dc + dh * o_ * ((T)1 - tc * tc);  // 4b'. ... and through tanh(c)
+    const T dz_o = d_o * o_ * ((T)1 - o_);  // 4a'. σ' = o(1 − o)
+    dc = dc + dz_o * prm[(nd + 1) * H + j];  // 4a'. through the output peephole w_o ⊙ c
+    dprm[po + (nd + 1) * H + j] = dz_o * c_;  // 4a'. shared vector
+    const T d_i = dc * g_;  // 3'. through i ⊙ g
+    const T d_g = dc * i_;
+    const T dz_i = d_i * i_ * ((T)1 - i_);  // 2b'. σ' = σ(1 − σ)
+    for (long long d = 0; d < nd; ++d) {
+        const long long qf = (off_f + d) * H + j;
+        const T f_ = st[so + qf];
+        const T cp = c[(pred[d * k + r] * B + b) * H + j];
+        const T dz_f = dc * cp * f_ * ((T)1 - f_);  // 3'. through f_d ⊙ c(p⁻_d), then σ'
+        dz[zo + qf] = dz_f;
+        dcp[((d * N + row) * B + b) * H + j] = dc * f_ + dz_f * prm[H + d * H + j]  // 2b'. via w_f[d] ⊙ c(p⁻_d)
+            + dz_i * prm[j];  // 2a'. through w_i ⊙ Σ_d c(p⁻_d)
+        dprm[po + H + d * H + j] = dz_f * cp;  // 2b'.
+    }
+    dprm[po + j] = dz_i * c_sum;  // 2b'.
+    dz[zo + qi] = dz_i;
+    dz[zo + qo] = dz_o;
+    dz[zo + qg] = d_g * ((T)1 - g_ * g_);  // 2b'. tanh' = 1 − g²
     """)
 
 
@@ -468,7 +672,13 @@ LAYER_NORM = CellKernels(LN_FORWARD, LN_BACKWARD,
 STABLE = CellKernels(STABLE_FORWARD, STABLE_BACKWARD, lambda n, H, G: G + n * H + 2 * H,
                      False, lambda cell: (0.0,))
 
-KERNELS = (GATHER, FORWARD, BACKWARD, LN_FORWARD, LN_BACKWARD, STABLE_FORWARD, STABLE_BACKWARD)
+LEAKYLP = CellKernels(LEAKYLP_FORWARD, LEAKYLP_BACKWARD, lambda n, H, G: G + n * H + 3 * H,
+                      False, lambda cell: (0.0,))
+PEEPHOLE = CellKernels(PEEPHOLE_FORWARD, PEEPHOLE_BACKWARD, lambda n, H, G: G + 3 * H, False,
+                       lambda cell: (0.0,))
+
+KERNELS = (GATHER, FORWARD, BACKWARD, LN_FORWARD, LN_BACKWARD, STABLE_FORWARD, STABLE_BACKWARD,
+           LEAKYLP_FORWARD, LEAKYLP_BACKWARD, PEEPHOLE_FORWARD, PEEPHOLE_BACKWARD)
 
 
 @functools.lru_cache(maxsize=None)
