@@ -2,6 +2,12 @@
 
     python -m benchmarks.gpu_check --from-bench DIR   # table from benchmarks.bench's output
     python -m benchmarks.gpu_check --time DIR          # own timing of a full training step
+    python -m benchmarks.gpu_check --cells DIR         # every cell and the default model
+
+``--cells`` covers every cell (Graves, peepholes, layer norm fixed and seed, stable, LeakyLP),
+the default ``MDLSTM`` and the default ``MD_LSTM`` model: which sweep ran on cupy (fused or
+reference), the worst relative error of the output and every gradient against numpy
+(float64, with sizes and an initial state), and forward + backward times at M, float32.
 
 ``--from-bench`` reads the CSV/JSON rows that ``python -m benchmarks.bench`` wrote to DIR and
 pivots them: one row per (configuration, measurement), the cupy and CPU medians, and their ratio.
@@ -98,8 +104,8 @@ def _step_fn(backend, side, batch, hidden):
     from mdlstm_np.experiment.models import build_model
     from mdlstm_np.optim import Adam
 
-    model = build_model("MD_LSTM", hidden=hidden, backend=backend, dtype="float32",
-                        ln=False)  # the plain Graves cell: the one the fused kernels cover
+    model = build_model("MD_LSTM", hidden=hidden, backend=backend, dtype="float32")  # the
+    # default model: layer-normalised cell (fused on cupy)
     be = model.be
     rng = np.random.default_rng(0)
     params = model.init_params(rng)
@@ -167,17 +173,114 @@ def own_timing(out: Path, configs):
     return table_from_bench(out)
 
 
+# --------------------------------------------------------------------------- every cell
+CELLS = {"graves": dict(cell="graves"), "peepholes": dict(cell="graves", peepholes=True),
+         "ln_fixed": dict(ln=True), "ln_seed": dict(ln="seed"), "stable": dict(cell="stable"),
+         "leakylp": dict(cell="leakylp"), "default": dict()}
+
+
+def _cell_run(backend, kwargs, dtype, *, B=3, S=(7, 6), H=4, C=2, seed=0):
+    """Forward + backward of one layer: host {name: array}, the sweep's name."""
+    from mdlstm_np import MDLSTM
+
+    layer = MDLSTM(C, H, ndim=len(S), backend=backend, dtype=dtype, **kwargs)
+    be = layer.be
+    rng = np.random.default_rng(seed)
+    params = layer.init_params(rng)
+    for key in layer.cell.param_shapes(len(S), H):  # move own parameters off 1s and 0s
+        params[key] = be.asarray(be.to_numpy(params[key]) + 0.3 * rng.standard_normal(
+            params[key].shape), dtype=dtype)
+    x = be.asarray(rng.standard_normal((B, *S, C)), dtype=dtype)
+    kw = dict(h0=be.asarray(rng.standard_normal((B, H)), dtype=dtype),
+              c0=be.asarray(rng.standard_normal((B, H)), dtype=dtype),
+              sizes=np.array([S] + [[max(1, s - 2) for s in S]] * (B - 1)))
+    out, cache = layer.forward(params, x, **kw)
+    dout = be.asarray(rng.standard_normal(tuple(out.shape)), dtype=dtype)
+    dx, grads, state = layer.backward(dout, cache, return_state=True)
+    res = {"out": out, "dx": dx, "dh0": state[0], "dc0": state[1],
+           **{f"d{k}": v for k, v in grads.items()}}
+    return {k: be.to_numpy(v) for k, v in res.items()}, cache.sweep.name
+
+
+def _time_layer(backend, kwargs, reps=5, side=32, batch=16, hidden=16):
+    """Median seconds of forward + backward at M (float32), after one warm-up call."""
+    from mdlstm_np import MDLSTM
+
+    layer = MDLSTM(1, hidden, ndim=2, backend=backend, dtype="float32", **kwargs)
+    be = layer.be
+    params = layer.init_params(np.random.default_rng(0))
+    x = be.asarray(np.random.default_rng(1).random((batch, side, side, 1)), dtype="float32")
+
+    def step():
+        out, cache = layer.forward(params, x)
+        layer.backward(out, cache)
+
+    step()
+    be.synchronize()
+    times = []
+    for _ in range(reps):
+        if be.name == "cupy":
+            import cupy
+
+            start, stop = cupy.cuda.Event(), cupy.cuda.Event()
+            start.record()
+            step()
+            stop.record()
+            stop.synchronize()
+            times.append(cupy.cuda.get_elapsed_time(start, stop) / 1e3)
+        else:
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def cells_table(out: Path) -> str:
+    from mdlstm_np.backends import get_backend, numba_available
+
+    cpu = "numba" if numba_available() else "numpy"
+    gpu = get_backend("cupy")
+    rows = []
+    lines = [f"{'cell':<10} {'cupy sweep':<16} {'max rel err':>11} {'cupy ms':>9} "
+             f"{cpu + ' ms':>9} {'cpu/cupy':>8}   (error: float64 vs numpy; times: M, "
+             f"float32, forward + backward)"]
+    for name, kwargs in CELLS.items():
+        ref, _ = _cell_run(get_backend("numpy"), kwargs, "float64")
+        got, sweep = _cell_run(gpu, kwargs, "float64")
+        err = max(float(np.max(np.abs(got[k] - ref[k]), initial=0.0)
+                        / max(np.max(np.abs(ref[k]), initial=0.0), 1e-30)) for k in ref)
+        t_gpu = _time_layer(gpu, kwargs)
+        t_cpu = _time_layer(get_backend(cpu), kwargs, reps=3)
+        rows.append({"cell": name, "sweep": sweep, "max_rel_err": err, "cupy_s": t_gpu,
+                     "cpu_s": t_cpu, "cpu": cpu})
+        lines.append(f"{name:<10} {sweep:<16} {err:11.2e} {t_gpu * 1e3:9.2f} "
+                     f"{t_cpu * 1e3:9.2f} {t_cpu / t_gpu:8.1f}")
+        print(lines[-1], flush=True)
+    model = {b: time_backend(get_backend(b), "M", 5 if b == "cupy" else 3) for b in ("cupy", cpu)}
+    lines.append(f"MD_LSTM (the default model), full training step at M: cupy "
+                 f"{model['cupy']['median_s'] * 1e3:.2f} ms, {cpu} "
+                 f"{model[cpu]['median_s'] * 1e3:.2f} ms")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "cells.json").write_text(json.dumps({"cells": rows, "model": list(model.values())},
+                                               indent=1))
+    return "\n".join(lines)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.gpu_check", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--from-bench", type=Path, help="folder written by benchmarks.bench --out")
     g.add_argument("--time", type=Path, help="time a training step; write DIR/train_step.json")
+    g.add_argument("--cells", type=Path, help="every cell and the default model on cupy; "
+                                              "write DIR/cells.json")
     p.add_argument("--configs", default="S,M,L,XL", help="with --time (default: S,M,L,XL)")
     a = p.parse_args(argv)
     try:
         if a.from_bench:
             print(table_from_bench(a.from_bench))
+        elif a.cells:
+            print(cells_table(a.cells))
         else:
             configs = [c.strip().upper() for c in a.configs.split(",")]
             bad = [c for c in configs if c not in CONFIGS]

@@ -57,7 +57,8 @@ from typing import Any, List, NamedTuple, Tuple
 import numpy as np
 
 from .mdlstm import MDLSTM
-from .validate import check_grid_input, check_params, check_positive_int, check_sizes
+from .validate import (NonFiniteError, check_grid_input, check_params, check_positive_int,
+                       check_sizes)
 
 COMBINES = ("concat", "sum")
 
@@ -235,8 +236,12 @@ class MultiDirectionalMDLSTM:
         for k, f in zip(self.codes, self.directions):
             idx = _device_flip(be, S, f, B, sizes)
             x_f = apply_flip(be, x, idx)  # 1. x̃_F = P_F x
-            h_f, cache = self.layer.forward(self.split_params(params, k), x_f,
-                                            sizes=sizes)  # 2. the origin-corner sweep
+            try:
+                h_f, cache = self.layer.forward(self.split_params(params, k), x_f,
+                                                sizes=sizes)  # 2. the origin-corner sweep
+            except NonFiniteError as e:  # name the direction too
+                raise NonFiniteError(f"MultiDirectionalMDLSTM, direction d{k} (flips "
+                                     f"{f}): {e}") from None
             outs.append(apply_flip(be, h_f, idx))  # 3. h_F = P_F h̃_F
             caches.append(cache)
             flips.append(idx)
@@ -252,6 +257,12 @@ class MultiDirectionalMDLSTM:
     def backward(self, dout, cache: MultiDirCache):
         """dout (B, S_1..S_n, F_out) -> dx (B, S_1..S_n, C), dparams {"d{k}.name": array}."""
         be = self.be
+        if not isinstance(cache, MultiDirCache) or len(cache.caches) != len(self.codes):
+            raise TypeError(f"cache: expected the MultiDirCache of {len(self.codes)} "
+                            f"direction(s) that forward returned, got "
+                            f"{type(cache).__name__}"
+                            + (f" of {len(cache.caches)}" if isinstance(cache, MultiDirCache)
+                               else ""))
         if tuple(dout.shape) != cache.out_shape:
             raise ValueError(f"dout: expected shape {cache.out_shape}, got {tuple(dout.shape)}")
         H = self.hidden
@@ -262,7 +273,10 @@ class MultiDirectionalMDLSTM:
             else:
                 dh = dout
             dh_f = apply_flip(be, dh, idx)  # 3'. dh̃_F = P_F dh_F
-            dx_f, g = self.layer.backward(dh_f, c)  # 2'.
+            try:
+                dx_f, g = self.layer.backward(dh_f, c)  # 2'.
+            except NonFiniteError as e:
+                raise NonFiniteError(f"MultiDirectionalMDLSTM, direction d{k}: {e}") from None
             dx_k = apply_flip(be, dx_f, idx)  # 1'. P_F dx̃_F, summed over directions
             dx = dx_k if dx is None else dx + dx_k
             grads.update({self._prefix(k) + name: v for name, v in g.items()})

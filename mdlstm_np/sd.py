@@ -35,8 +35,8 @@ class _SequenceBaseline:
 
     def __init__(self, in_channels, hidden, *, forget_bias=1.0, backend="numpy",
                  dtype="float64"):
-        self.lstm = MDLSTM(in_channels, hidden, ndim=1, forget_bias=forget_bias,
-                           backend=backend, dtype=dtype)
+        self.lstm = MDLSTM(in_channels, hidden, ndim=1, cell="graves",
+                           forget_bias=forget_bias, backend=backend, dtype=dtype)
         self.be, self.dtype = self.lstm.be, self.lstm.dtype
         self.in_channels, self.hidden = self.lstm.in_channels, self.lstm.hidden
 
@@ -62,6 +62,9 @@ class _SequenceBaseline:
     def backward(self, dout, cache: SDCache):
         """dout (B, Hg, Wg, H) -> dx (B, Hg, Wg, C), dparams."""
         xp = self.be.xp
+        if not isinstance(cache, SDCache):
+            raise TypeError(f"cache: expected the SDCache that forward returned, got "
+                            f"{type(cache).__name__}")
         B, Hg, Wg = cache.grid_shape
         if tuple(dout.shape) != (B, Hg, Wg, self.hidden):
             raise ValueError(f"dout: expected shape {(B, Hg, Wg, self.hidden)}, got "

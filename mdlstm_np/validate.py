@@ -69,15 +69,46 @@ def check_array(be, a, *, name, shape, dtype):
     return a
 
 
+def check_finite(be, a, *, name):
+    """ValueError naming ``name`` unless every element of ``a`` is finite (one reduction)."""
+    if not be.all_finite(a):
+        raise ValueError(f"{name}: expected finite values, got NaN or inf")
+    return a
+
+
 def check_state(be, s, *, name, batch, hidden, dtype):
-    """Check an initial state array of shape (batch, hidden) (None passes: no state given)."""
+    """Check an initial state array of shape (batch, hidden), finite (None: no state given)."""
     if s is None:
         return None
-    return check_array(be, s, name=name, shape=(batch, hidden), dtype=dtype)
+    check_array(be, s, name=name, shape=(batch, hidden), dtype=dtype)
+    return check_finite(be, s, name=name)
+
+
+def check_finite_number(value, name) -> float:
+    """A real, finite number (not a bool, not a string) -> float; else TypeError/ValueError."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a finite real number, got {type(value).__name__} "
+                        f"{value!r}")
+    if not np.isfinite(float(value)):
+        raise ValueError(f"{name}: expected a finite real number, got {value!r}")
+    return float(value)
+
+
+def check_bool(value, name) -> bool:
+    """True or False (numpy's bool too); anything else (1, "yes", None) is a TypeError."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
 
 
 def check_params(be, params, expected_shapes: dict, dtype, name="params"):
-    """Check a parameter dict: same keys, shapes and dtype as ``init_params`` makes."""
+    """Check a parameter dict: same keys, and each entry a backend array of the shape and dtype
+    ``init_params`` makes, with finite values (one reduction per array).
+
+    Raises TypeError (not a dict, an entry that is not an array — a Python list — or of another
+    dtype) and ValueError (missing or unexpected keys, another shape, NaN or inf), each naming
+    the entry, what was expected and what came in.
+    """
     if not isinstance(params, dict):
         raise TypeError(f"{name}: expected a dict of arrays, got {type(params).__name__}")
     missing = sorted(set(expected_shapes) - set(params))
@@ -87,11 +118,15 @@ def check_params(be, params, expected_shapes: dict, dtype, name="params"):
                          f"unexpected {extra}")
     for key, shape in expected_shapes.items():
         value = params[key]
+        if not be.is_array(value):
+            raise TypeError(f"{name}[{key!r}]: expected a {be.name} array of shape "
+                            f"{tuple(shape)}, got {type(value).__name__}")
         if tuple(value.shape) != tuple(shape):
             raise ValueError(f"{name}[{key!r}]: expected shape {tuple(shape)}, got "
                              f"{tuple(value.shape)}")
         if be.dtype_name(value) != dtype:
             raise TypeError(f"{name}[{key!r}]: expected dtype {dtype}, got {be.dtype_name(value)}")
+        check_finite(be, value, name=f"{name}[{key!r}]")
     return params
 
 
@@ -113,3 +148,12 @@ def check_rng(rng, name="rng"):
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"{name}: expected a numpy.random.Generator, got {type(rng).__name__}")
     return rng
+
+
+class NonFiniteError(FloatingPointError):
+    """A layer's forward state or backward gradient left the floating-point range (NaN/inf).
+
+    Raised by ``MDLSTM.forward``/``backward`` after the sweep (one reduction per pass, never a
+    host synchronisation inside the sweep); the message names the layer, the cell, the first
+    wavefront where it happened and what to do.
+    """

@@ -27,13 +27,13 @@ def test_3d_grid_takes_d_plus_h_plus_w_minus_2_wavefronts(shape):
 
 
 def test_layer_uses_the_3d_plan(rng):
-    layer = MDLSTM(1, 2, ndim=3)
+    layer = MDLSTM(1, 2, ndim=3, cell="graves", dtype="float64")
     _, cache = layer.forward(layer.init_params(rng), rng.standard_normal((2, 3, 4, 5, 1)))
     assert len(cache.plan.host.bounds) == 3 + 4 + 5 - 2
 
 
 def test_3d_layer_gradcheck_per_element(rng):
-    layer = MDLSTM(1, 2, ndim=3)
+    layer = MDLSTM(1, 2, ndim=3, cell="graves", dtype="float64")
     errs = check_layer(layer, layer.init_params(rng), rng.standard_normal((1, 2, 2, 3, 1)), rng)
     assert max(errs.values()) <= 1e-6, errs
 
@@ -90,7 +90,8 @@ def test_3d_scan_sees_the_previous_slice_a_2d_scan_cannot(rng):
     """∂y(z+1, r+1, c)/∂x(z, r, c): nonzero for the 3-D layer, exactly zero slice by slice."""
     x, _, pos = random_diagonal_3d(1, 5, rng)
     z, r, c = pos[0] - np.array([1, 1, 0])  # the first one
-    for layer, sees in ((MDLSTM(1, 3, ndim=3), True), (SliceWise2D(1, 3), False)):
+    for layer, sees in ((MDLSTM(1, 3, ndim=3, cell="graves", dtype="float64"), True),
+                        (SliceWise2D(1, 3, cell="graves", dtype="float64"), False)):
         out, cache = layer.forward(layer.init_params(rng), x)
         dout = np.zeros_like(out)
         dout[(0, *pos[0])] = 1.0

@@ -285,13 +285,13 @@ def test_stable_mixture_survives_underflowing_lambda_gates(n):
 def test_variant_layouts_and_parameter_shapes():
     assert make_cell("graves", peepholes=True).param_shapes(3, 4) == {
         "w_i": (4,), "w_f": (3, 4), "w_o": (4,)}
-    assert MDLSTM(2, 4, 2, cell="stable").layout.size == (2 + 4) * 4  # i f o λ1 λ2 g
-    assert MDLSTM(2, 4, 3, cell="leakylp").layout.size == (3 + 4) * 4  # f ω0 ω1 λ1-3 g
-    assert MDLSTM(2, 4, 1, cell="leakylp").layout.size == 4 * 4  # no λ for one axis
+    assert MDLSTM(2, 4, 2, cell="stable", dtype="float64").layout.size == (2 + 4) * 4  # i f o λ1 λ2 g
+    assert MDLSTM(2, 4, 3, cell="leakylp", dtype="float64").layout.size == (3 + 4) * 4  # f ω0 ω1 λ1-3 g
+    assert MDLSTM(2, 4, 1, cell="leakylp", dtype="float64").layout.size == 4 * 4  # no λ for one axis
     with pytest.raises(ValueError, match="peepholes"):
         make_cell("stable", peepholes=True)
     with pytest.raises(ValueError, match="cell"):
-        MDLSTM(2, 4, 2, cell="lstm2d")
+        MDLSTM(2, 4, 2, cell="lstm2d", dtype="float64")
 
 
 @pytest.mark.parametrize("ndim", [1, 2])
@@ -304,7 +304,7 @@ def test_variants_use_only_array_api_calls(variant, ndim):
     rng = np.random.default_rng(2)
     case = Case(ndim, (3, 2)[:ndim], 2, 2, 3, False, 0)
     host_layer = make_layer(variant, case)
-    strict_layer = MDLSTM(2, 3, ndim, backend=be, **VARIANTS[variant])
+    strict_layer = MDLSTM(2, 3, ndim, backend=be, dtype="float64", **VARIANTS[variant])
     p = random_params(host_layer, rng)
     x = rng.standard_normal((2, *case.sides, 2))
     h0, c0 = rng.standard_normal((2, 2, 3))

@@ -124,8 +124,8 @@ def test_padding_is_zero_and_each_sample_equals_running_alone(which):
 def test_two_level_hierarchy_batched_equals_alone_and_fd():
     """MD-LSTM -> 2×2 blocks -> tanh -> 4-direction MD-LSTM -> collapse, with sizes."""
     rng = np.random.default_rng(20)
-    lstm1, block = MDLSTM(1, 2), BlockSubsample((2, 2))
-    ff, lstm2, collapse = FeedForwardTanh(8, 3), MultiDirectionalMDLSTM(3, 2, combine="sum"), \
+    lstm1, block = MDLSTM(1, 2, cell="graves", dtype="float64"), BlockSubsample((2, 2))
+    ff, lstm2, collapse = FeedForwardTanh(8, 3), MultiDirectionalMDLSTM(3, 2, combine="sum", cell="graves", dtype="float64"), \
         CollapseVertical()
     params = [lstm1.init_params(rng), {}, ff.init_params(rng), lstm2.init_params(rng), {}]
     stages = [lstm1, block, ff, lstm2, collapse]

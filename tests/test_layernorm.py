@@ -64,10 +64,10 @@ def test_layer_norm_jacobian_norm_is_one_over_s(kappa, spread, rng):
 
 # ----------------------------------------------------------------- the cell's interface
 def test_ln_cell_parameters_and_registry():
-    layer = MDLSTM(2, 3, 2, ln=True)
+    layer = MDLSTM(2, 3, 2, ln=True, dtype="float64")
     assert isinstance(layer.cell, LayerNormCell) and layer.cell.formulation == "fixed"
-    assert MDLSTM(2, 3, 2, ln="fixed").cell.formulation == "fixed"
-    assert MDLSTM(2, 3, 2, ln="seed").cell.kappa == 1e-5
+    assert MDLSTM(2, 3, 2, ln="fixed", dtype="float64").cell.formulation == "fixed"
+    assert MDLSTM(2, 3, 2, ln="seed", dtype="float64").cell.kappa == 1e-5
     shapes = layer.param_shapes()
     assert "b" not in shapes  # the LN shifts are the biases
     assert shapes == {"W": (2, 15), "U": (6, 15), "ln_gain": (5, 3), "ln_shift": (5, 3),
@@ -130,7 +130,7 @@ def test_fixed_ln_gradients_per_element(data, hidden, seed, perturb):
     initial parameters (zero shifts) an all-zero input makes every LN see a constant vector."""
     x, n = data
     rng = np.random.default_rng(seed)
-    layer = MDLSTM(x.shape[-1], hidden, n, ln=True)
+    layer = MDLSTM(x.shape[-1], hidden, n, ln=True, dtype="float64")
     params = layer.init_params(rng)
     if perturb:
         params = _perturbed(params, rng)
@@ -189,7 +189,7 @@ def test_seed_ln_gradients_per_element_non_degenerate(n, sides, batch, channels,
     At h = 1e-4 truncation is 625× smaller (the second example: 3.4e-8), while rounding stays
     ~1e-10 (|f| ≤ 100); over 150 random draws the worst error was 1e-8."""
     rng = np.random.default_rng(seed)
-    layer = MDLSTM(channels, hidden, n, ln="seed")
+    layer = MDLSTM(channels, hidden, n, ln="seed", dtype="float64")
     draw = _non_degenerate_seed_draw(layer, (batch, *sides[:n], channels), rng)
     assume(draw is not None)
     errors = check_layer(layer, *draw, rng, h=1e-4)
@@ -204,7 +204,7 @@ def test_seed_ln_finite_differences_at_exact_zero_measure_something_else(rng):
     ~1/ε and shrinks the region where the function is linear by as much, so on three cells
     no step that float64 can resolve agrees."""
     x1, x3 = np.zeros((1, 1, 1)), np.zeros((1, 3, 1))
-    layer = MDLSTM(1, 3, 1, ln="seed")
+    layer = MDLSTM(1, 3, 1, ln="seed", dtype="float64")
     params = layer.init_params(rng)
     fd = lambda x, h: check_layer(layer, params, x, np.random.default_rng(0), h=h)["x"]
     assert fd(x1, 1e-3) > 0.1
@@ -216,7 +216,7 @@ def test_seed_ln_finite_differences_at_exact_zero_measure_something_else(rng):
 @pytest.mark.parametrize("shape", [(2, 6, 7, 2), (1, 3, 4, 5, 2), (2, 12, 3)])
 def test_ln_directional_derivative_larger_grids(ln, shape, rng):
     n = len(shape) - 2
-    layer = MDLSTM(shape[-1], 5, n, ln=ln)
+    layer = MDLSTM(shape[-1], 5, n, ln=ln, dtype="float64")
     params = _perturbed(layer.init_params(rng), rng)
     x = rng.standard_normal(shape)
     assert check_layer(layer, params, x, rng, mode="direction")["direction"] <= TOL
@@ -232,7 +232,7 @@ def test_gradcheck_catches_a_wrong_ln_backward(rng, monkeypatch):
         return da + cache.a_hat * mean_dh * cache.inv_s, dg, ds
 
     monkeypatch.setattr(mod, "layer_norm_backward", wrong)
-    layer = MDLSTM(2, 3, 2, ln=True)
+    layer = MDLSTM(2, 3, 2, ln=True, dtype="float64")
     params = _perturbed(layer.init_params(rng), rng)
     x = rng.standard_normal((1, 3, 3, 2))
     assert max(check_layer(layer, params, x, rng).values()) > 1e-3
@@ -245,7 +245,7 @@ def test_ln_cell_on_a_strict_array_api_backend(rng):
 
     be = StrictBackend()
     for ln in ("fixed", "seed"):
-        ref, strict = MDLSTM(2, 3, 2, ln=ln), MDLSTM(2, 3, 2, ln=ln, backend=be)
+        ref, strict = MDLSTM(2, 3, 2, ln=ln, dtype="float64"), MDLSTM(2, 3, 2, ln=ln, backend=be, dtype="float64")
         params = _perturbed(ref.init_params(rng), rng)
         x, dout = rng.standard_normal((2, 3, 4, 2)), rng.standard_normal((2, 3, 4, 3))
         out, cache = ref.forward(params, x)

@@ -15,7 +15,7 @@ from strategies import grid_inputs
 def test_wavefront_equals_cell_by_cell(data, hidden, seed, with_state):
     x, n = data
     rng = np.random.default_rng(seed)
-    layer = MDLSTM(x.shape[-1], hidden, n, forget_bias=0.5)
+    layer = MDLSTM(x.shape[-1], hidden, n, forget_bias=0.5, cell="graves", dtype="float64")
     p = layer.init_params(rng)
     state = rng.standard_normal((2, x.shape[0], hidden)) if with_state else (None, None)
     out, _ = layer.forward(p, x, h0=state[0], c0=state[1])
@@ -41,7 +41,7 @@ def plain_lstm(x, W, U, b, h0, c0):
        seed=st.integers(0, 2**31 - 1))
 def test_one_dimensional_mdlstm_is_a_plain_lstm(T, B, C, H, seed):
     rng = np.random.default_rng(seed)
-    layer = MDLSTM(C, H, ndim=1, forget_bias=1.0)
+    layer = MDLSTM(C, H, ndim=1, forget_bias=1.0, cell="graves", dtype="float64")
     p = layer.init_params(rng)
     x = rng.standard_normal((B, T, C))
     h0, c0 = rng.standard_normal((2, B, H))
@@ -64,7 +64,7 @@ def test_wavefront_plan_counts_and_order(shape):
 
 
 def test_float32_stays_float32(rng):
-    layer = MDLSTM(2, 3, 2, dtype="float32")
+    layer = MDLSTM(2, 3, 2, dtype="float32", cell="graves")
     p = layer.init_params(rng)
     x = rng.standard_normal((2, 4, 4, 2)).astype(np.float32)
     out, cache = layer.forward(p, x)

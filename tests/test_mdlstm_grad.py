@@ -16,7 +16,7 @@ TOL = 1e-6
 def test_mdlstm_gradients_per_element(data, hidden, seed, forget_bias):
     x, n = data
     rng = np.random.default_rng(seed)
-    layer = MDLSTM(x.shape[-1], hidden, n, forget_bias=forget_bias)
+    layer = MDLSTM(x.shape[-1], hidden, n, forget_bias=forget_bias, cell="graves", dtype="float64")
     params = layer.init_params(rng)
     params["b"] = params["b"] + rng.uniform(-0.5, 0.5, params["b"].shape)  # non-trivial b
     errors = check_layer(layer, params, x, rng)
@@ -31,7 +31,7 @@ def test_mdlstm_gradients_with_initial_state(data, hidden, seed):
 
     x, n = data
     rng = np.random.default_rng(seed)
-    layer = MDLSTM(x.shape[-1], hidden, n)
+    layer = MDLSTM(x.shape[-1], hidden, n, cell="graves", dtype="float64")
     p = layer.init_params(rng)
     h0, c0 = rng.standard_normal((2, x.shape[0], hidden))
     out, cache = layer.forward(p, x, h0=h0, c0=c0)
@@ -47,7 +47,7 @@ def test_mdlstm_gradients_with_initial_state(data, hidden, seed):
 def test_mdlstm_directional_derivative_larger_grids(shape, rng):
     """Bigger grids: one random direction through all parameters and the input at once."""
     n = len(shape) - 2
-    layer = MDLSTM(shape[-1], 5, n, forget_bias=1.0)
+    layer = MDLSTM(shape[-1], 5, n, forget_bias=1.0, cell="graves", dtype="float64")
     params = layer.init_params(rng)
     x = rng.standard_normal(shape)
     err = check_layer(layer, params, x, rng, mode="direction")["direction"]
@@ -56,7 +56,7 @@ def test_mdlstm_directional_derivative_larger_grids(shape, rng):
 
 def test_gradcheck_catches_a_wrong_gradient(rng):
     """The check can fail: a backward pass with a deliberate slip is caught."""
-    layer = MDLSTM(2, 3, 2)
+    layer = MDLSTM(2, 3, 2, cell="graves", dtype="float64")
     params = layer.init_params(rng)
     x = rng.standard_normal((2, 3, 3, 2))
 
@@ -81,7 +81,7 @@ def test_directional_check_catches_a_wrong_gradient(rng, slip):
     check on the larger grids in seven places, so it must fail on a wrong backward too: every
     gradient scaled by ``slip`` changes the directional derivative by the same factor, so the
     relative error is |1 − slip| / |1 + slip| for any direction (5e-4 for a 0.1 % slip)."""
-    layer = MDLSTM(2, 3, 2)
+    layer = MDLSTM(2, 3, 2, cell="graves", dtype="float64")
     params = layer.init_params(rng)
     x = rng.standard_normal((2, 5, 4, 2))
 

@@ -32,7 +32,7 @@ def test_direction_codes_2d_documented_mapping():
 
 def test_directions_all_is_every_corner_once():
     for n in (1, 2, 3):
-        layer = MultiDirectionalMDLSTM(1, 2, n)
+        layer = MultiDirectionalMDLSTM(1, 2, n, cell="graves", dtype="float64")
         assert layer.codes == list(range(2 ** n))
         assert len(set(layer.directions)) == 2 ** n
         assert layer.out_features == 2 * 2 ** n
@@ -44,7 +44,7 @@ def test_direction_spec_signs_and_bools_agree():
     assert parse_directions([(1, -1), (-1, -1)], 2) == [(False, True), (True, True)]
     assert parse_directions([(False, True), (True, True)], 2) == [(False, True), (True, True)]
     assert parse_directions([(np.True_,)], 1) == [(True,)]
-    layer = MultiDirectionalMDLSTM(1, 2, 2, directions=[(-1, -1), (1, 1)])
+    layer = MultiDirectionalMDLSTM(1, 2, 2, directions=[(-1, -1), (1, 1)], cell="graves", dtype="float64")
     assert layer.codes == [3, 0]
     assert sorted({k.split(".")[0] for k in layer.param_shapes()}) == ["d0", "d3"]
 
@@ -80,8 +80,8 @@ def test_each_direction_is_mdlstm_on_the_flipped_input(n, combine, rng):
     """Forward: exact equality. Backward: each direction's parameter gradients are exactly the
     single layer's on the flipped input and flipped dout; dx is their flipped sum."""
     shape, B, C, H = (3, 2, 4)[:n], 2, 2, 3
-    layer = MultiDirectionalMDLSTM(C, H, n, combine=combine)
-    single = MDLSTM(C, H, n)
+    layer = MultiDirectionalMDLSTM(C, H, n, combine=combine, cell="graves", dtype="float64")
+    single = MDLSTM(C, H, n, cell="graves", dtype="float64")
     params = layer.init_params(rng)
     x = rng.standard_normal((B, *shape, C))
     out, cache = layer.forward(params, x)
@@ -109,8 +109,8 @@ def test_each_direction_is_mdlstm_on_the_flipped_input(n, combine, rng):
 
 
 def test_sum_is_the_sum_of_the_concat_blocks(rng):
-    cat = MultiDirectionalMDLSTM(1, 2, 2)
-    add = MultiDirectionalMDLSTM(1, 2, 2, combine="sum")
+    cat = MultiDirectionalMDLSTM(1, 2, 2, cell="graves", dtype="float64")
+    add = MultiDirectionalMDLSTM(1, 2, 2, combine="sum", cell="graves", dtype="float64")
     params = cat.init_params(rng)
     x = rng.standard_normal((2, 3, 3, 1))
     o_cat, _ = cat.forward(params, x)
@@ -123,7 +123,7 @@ def test_sum_is_the_sum_of_the_concat_blocks(rng):
                                       pytest.param(3, (1, 2, 2, 2, 1), marks=pytest.mark.slow)])
 @pytest.mark.parametrize("combine", ["concat", "sum"])
 def test_gradcheck_per_element_all_directions(n, shape, combine, rng):
-    layer = MultiDirectionalMDLSTM(1, 1, n, combine=combine)
+    layer = MultiDirectionalMDLSTM(1, 1, n, combine=combine, cell="graves", dtype="float64")
     params = layer.init_params(rng)
     x = rng.standard_normal(shape)
     errs = check_layer(layer, params, x, rng)
@@ -134,7 +134,7 @@ def test_gradcheck_per_element_all_directions(n, shape, combine, rng):
 def test_gradcheck_per_element_zero_input(n, rng):
     """Exactly-zero input (every cell sees only biases and its neighbours' state)."""
     hidden = 2 if n < 3 else 1  # n = 3: 8 directions, keep the element count small
-    layer = MultiDirectionalMDLSTM(1, hidden, n, combine="sum", forget_bias=1.0)
+    layer = MultiDirectionalMDLSTM(1, hidden, n, combine="sum", forget_bias=1.0, cell="graves", dtype="float64")
     params = layer.init_params(rng)
     x = np.zeros((1,) + (2,) * n + (1,))
     errs = check_layer(layer, params, x, rng)
@@ -166,7 +166,7 @@ def test_gradcheck_directional_hypothesis(case):
     n, shape, B, C, H, combine, codes, sizes, zero, seed = case
     rng = np.random.default_rng(seed)
     dirs = [direction_flips(k, n) for k in codes]
-    layer = MultiDirectionalMDLSTM(C, H, n, combine=combine, directions=dirs)
+    layer = MultiDirectionalMDLSTM(C, H, n, combine=combine, directions=dirs, cell="graves", dtype="float64")
     params = layer.init_params(rng)
     x = np.zeros((B, *shape, C)) if zero else rng.standard_normal((B, *shape, C))
     errs = check_layer(layer, params, x, rng, mode="direction", sizes=sizes)
@@ -177,7 +177,7 @@ def test_gradcheck_directional_hypothesis(case):
 @pytest.mark.parametrize("combine", ["mean", "", None, "Concat"])
 def test_bad_combine(combine):
     with pytest.raises(ValueError, match="combine"):
-        MultiDirectionalMDLSTM(1, 2, 2, combine=combine)
+        MultiDirectionalMDLSTM(1, 2, 2, combine=combine, cell="graves", dtype="float64")
 
 
 @pytest.mark.parametrize("spec, exc", [
@@ -187,11 +187,11 @@ def test_bad_combine(combine):
     ([3], ValueError), ([(1.0, -1.0)], ValueError)])
 def test_bad_direction_spec(spec, exc):
     with pytest.raises(exc, match="directions"):
-        MultiDirectionalMDLSTM(1, 2, 2, directions=spec)
+        MultiDirectionalMDLSTM(1, 2, 2, directions=spec, cell="graves", dtype="float64")
 
 
 def test_bad_inputs_to_forward_and_backward(rng):
-    layer = MultiDirectionalMDLSTM(1, 2, 2)
+    layer = MultiDirectionalMDLSTM(1, 2, 2, cell="graves", dtype="float64")
     params = layer.init_params(rng)
     x = rng.standard_normal((2, 3, 3, 1))
     with pytest.raises(ValueError, match="x"):
@@ -204,4 +204,4 @@ def test_bad_inputs_to_forward_and_backward(rng):
     with pytest.raises(ValueError, match="dout"):
         layer.backward(out[..., :2], cache)
     with pytest.raises(ValueError, match="ndim"):
-        MultiDirectionalMDLSTM(1, 2, 0)
+        MultiDirectionalMDLSTM(1, 2, 0, cell="graves", dtype="float64")

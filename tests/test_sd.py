@@ -26,7 +26,7 @@ def test_horizontal_rows_are_independent_sequences(rng):
     p = layer.init_params(rng)
     x = rng.standard_normal((2, 4, 5, 2))
     out, _ = layer.forward(p, x)
-    lstm = MDLSTM(2, 3, ndim=1, forget_bias=1.0)
+    lstm = MDLSTM(2, 3, ndim=1, forget_bias=1.0, cell="graves", dtype="float64")
     for r in range(4):  # row r alone, as a batch of 1-D sequences
         row, _ = lstm.forward(p, x[:, r].copy())
         assert np.abs(out[:, r] - row).max() == 0.0
@@ -40,7 +40,7 @@ def test_snake_reads_the_raster_order(rng):
     p = layer.init_params(rng)
     x = rng.standard_normal((1, 3, 4, 1))
     out, _ = layer.forward(p, x)
-    seq, _ = MDLSTM(1, 3, ndim=1, forget_bias=1.0).forward(p, x.reshape(1, 12, 1))
+    seq, _ = MDLSTM(1, 3, ndim=1, forget_bias=1.0, cell="graves", dtype="float64").forward(p, x.reshape(1, 12, 1))
     assert np.abs(out.reshape(1, 12, 3) - seq).max() == 0.0
     x2 = x.copy()
     x2[0, 1, 3] += 1.0  # the last cell of row 1 influences row 2 (a snake sees across rows)

@@ -113,7 +113,7 @@ def test_mdlstm_strict_matches_numpy(sbe, n, state, sizes):
         kw["sizes"] = np.array([S, [max(1, s - 1) for s in S]])
     res = {}
     for be in (Backend(), sbe):
-        layer = MDLSTM(2, 3, ndim=n, backend=be, forget_bias=0.5)
+        layer = MDLSTM(2, 3, ndim=n, backend=be, forget_bias=0.5, cell="graves", dtype="float64")
         res[be.name] = _forward_backward(layer, be, 11, (2, *S, 2), **kw)
     _assert_same(res["strict"], res["numpy"])
 
@@ -121,7 +121,7 @@ def test_mdlstm_strict_matches_numpy(sbe, n, state, sizes):
 @pytest.mark.parametrize("n", [1, 2, 3])
 def test_mdlstm_gradcheck_on_strict(sbe, n):
     rng = np.random.default_rng(5)
-    layer = MDLSTM(2, 2, ndim=n, backend=sbe, forget_bias=0.5)
+    layer = MDLSTM(2, 2, ndim=n, backend=sbe, forget_bias=0.5, cell="graves", dtype="float64")
     params = layer.init_params(rng)
     S = (3, 2, 2)[:n] if n != 2 else (2, 2)
     x = sbe.asarray(rng.standard_normal((2, *S, 2)))
@@ -141,7 +141,7 @@ def test_mdlstm_strict_matches_numpy_hypothesis(n, B, S, H, zero):
     x = np.zeros((B, *S[:n], 2)) if zero else rng.standard_normal((B, *S[:n], 2))
     res = {}
     for be in (Backend(), sbe):
-        layer = MDLSTM(2, H, ndim=n, backend=be)
+        layer = MDLSTM(2, H, ndim=n, backend=be, cell="graves", dtype="float64")
         params = layer.init_params(np.random.default_rng(1))
         out, cache = layer.forward(params, be.asarray(x))
         dx, grads = layer.backward(be.asarray(np.ones(tuple(out.shape))), cache)
@@ -156,7 +156,7 @@ def test_mdlstm_strict_matches_numpy_hypothesis(n, B, S, H, zero):
 def test_cell_variants_strict_match_numpy(sbe, options):
     res = {}
     for be in (Backend(), sbe):
-        layer = MDLSTM(2, 3, ndim=2, backend=be, **options)
+        layer = MDLSTM(2, 3, ndim=2, backend=be, dtype="float64", **options)
         res[be.name] = _forward_backward(layer, be, 3, (2, 3, 2, 2),
                                          sizes=np.array([[3, 2], [2, 1]]))
     _assert_same(res["strict"], res["numpy"])
@@ -167,7 +167,7 @@ def test_multidirectional_strict_matches_numpy(sbe):
 
     res = {}
     for be in (Backend(), sbe):
-        layer = MultiDirectionalMDLSTM(2, 2, ndim=2, backend=be)
+        layer = MultiDirectionalMDLSTM(2, 2, ndim=2, backend=be, cell="graves", dtype="float64")
         res[be.name] = _forward_backward(layer, be, 4, (2, 3, 3, 2),
                                          sizes=np.array([[3, 3], [2, 1]]))
     _assert_same(res["strict"], res["numpy"])

@@ -40,7 +40,7 @@ def _strict_or_skip():
 @pytest.mark.parametrize("cell", ["graves", "stable"])
 def test_every_backend_answers_the_same_named_result(backend, cell):
     be = _strict_or_skip() if backend == "strict" else get_backend(backend)
-    layer = MDLSTM(2, 3, ndim=2, cell=cell, backend=be)
+    layer = MDLSTM(2, 3, ndim=2, cell=cell, backend=be, dtype="float64")
     rng = np.random.default_rng(0)
     params = layer.init_params(rng)
     x = be.asarray(rng.standard_normal((2, 3, 4, 2)), dtype="float64")
@@ -91,7 +91,7 @@ class _RegisteringBackend(Backend):
 
 def test_a_registered_fast_sweep_is_the_one_the_layer_runs():
     be = _RegisteringBackend()
-    layer = MDLSTM(1, 2, ndim=2, cell=_MyCell(), backend=be)
+    layer = MDLSTM(1, 2, ndim=2, cell=_MyCell(), backend=be, dtype="float64")
     params = layer.init_params(np.random.default_rng(1))
     out, cache = layer.forward(params, np.ones((1, 2, 3, 1)))
     layer.backward(np.ones(out.shape), cache)
@@ -104,12 +104,12 @@ def test_a_registered_fast_sweep_is_the_one_the_layer_runs():
 
 def test_a_cell_without_a_fast_sweep_falls_back_to_the_reference():
     be = _RegisteringBackend()
-    layer = MDLSTM(1, 2, ndim=2, backend=be)  # plain GravesCell: nothing registered for it
+    layer = MDLSTM(1, 2, ndim=2, backend=be, cell="graves", dtype="float64")  # plain GravesCell: nothing registered for it
     out, cache = layer.forward(layer.init_params(np.random.default_rng(1)), np.ones((1, 2, 2, 1)))
     assert cache.sweep is be.reference_sweep and not cache.hot
     assert be.recording.calls == []
     for name in CPU_BACKENDS:
-        other = MDLSTM(1, 2, ndim=2, cell="leakylp", backend=name)
+        other = MDLSTM(1, 2, ndim=2, cell="leakylp", backend=name, dtype="float64")
         assert other.be.sweep_for(other.cell) is other.be.reference_sweep
 
 
@@ -119,7 +119,7 @@ def test_a_cell_without_a_fast_sweep_falls_back_to_the_reference():
 def test_a_thousand_grid_shapes_keep_memory_bounded(backend):
     """1,000 distinct grid shapes through one layer (the normal case for handwriting): every
     per-shape cache keeps at most ``cache_shapes`` shapes, so retained memory levels off."""
-    layer = MDLSTM(1, 1, ndim=2, backend=backend)
+    layer = MDLSTM(1, 1, ndim=2, backend=backend, cell="graves", dtype="float64")
     params = layer.init_params(np.random.default_rng(0))
     shapes = [(a, b) for a in range(1, 41) for b in range(1, 26)]  # 1,000 distinct (a, b)
     order = np.random.default_rng(1).permutation(len(shapes))
@@ -161,7 +161,7 @@ def test_lru_keeps_the_most_recent_entries():
 def test_snapshot_minimal_case():
     """The issue's case: backward after the caller replaced params["W"] still gives dx at the
     W forward used (0.141257), not at the new one (0.246490)."""
-    layer = MDLSTM(1, 1, ndim=1)
+    layer = MDLSTM(1, 1, ndim=1, cell="graves", dtype="float64")
     params = {"W": np.array([[0.5, 0.0, 0.0, 1.0]]), "U": np.zeros((1, 4)), "b": np.zeros(4)}
     out, cache = layer.forward(params, np.ones((1, 1, 1)))
     params["W"] = np.array([[0.5, 0.0, 0.0, 2.0]])
@@ -170,13 +170,13 @@ def test_snapshot_minimal_case():
 
 
 def _layers():
-    yield "graves", lambda be: MDLSTM(2, 3, ndim=2, backend=be)
-    yield "peepholes", lambda be: MDLSTM(2, 3, ndim=2, peepholes=True, backend=be)
-    yield "stable", lambda be: MDLSTM(2, 3, ndim=2, cell="stable", backend=be)
-    yield "leakylp", lambda be: MDLSTM(2, 3, ndim=2, cell="leakylp", backend=be)
-    yield "ln", lambda be: MDLSTM(2, 3, ndim=2, ln=True, backend=be)
-    yield "ln-seed", lambda be: MDLSTM(2, 3, ndim=2, ln="seed", backend=be)
-    yield "multidir", lambda be: MultiDirectionalMDLSTM(2, 3, ndim=2, backend=be)
+    yield "graves", lambda be: MDLSTM(2, 3, ndim=2, backend=be, cell="graves", dtype="float64")
+    yield "peepholes", lambda be: MDLSTM(2, 3, ndim=2, peepholes=True, backend=be, dtype="float64")
+    yield "stable", lambda be: MDLSTM(2, 3, ndim=2, cell="stable", backend=be, dtype="float64")
+    yield "leakylp", lambda be: MDLSTM(2, 3, ndim=2, cell="leakylp", backend=be, dtype="float64")
+    yield "ln", lambda be: MDLSTM(2, 3, ndim=2, ln=True, backend=be, dtype="float64")
+    yield "ln-seed", lambda be: MDLSTM(2, 3, ndim=2, ln="seed", backend=be, dtype="float64")
+    yield "multidir", lambda be: MultiDirectionalMDLSTM(2, 3, ndim=2, backend=be, cell="graves", dtype="float64")
     yield "horizontal", lambda be: HorizontalSDLSTM(2, 3, backend=be)
     yield "snake", lambda be: SnakeSDLSTM(2, 3, backend=be)
     yield "model", lambda be: build_model("MD_LSTM", in_channels=2, hidden=3, backend=be,

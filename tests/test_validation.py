@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from mdlstm_np import MDLSTM, HorizontalSDLSTM, get_backend
+from mdlstm_np import MDLSTM, HorizontalSDLSTM, MultiDirectionalMDLSTM, get_backend
 
 
 @pytest.fixture
 def layer_and_params(rng):
-    layer = MDLSTM(2, 3, ndim=2)
+    layer = MDLSTM(2, 3, ndim=2, cell="graves", dtype="float64")
     return layer, layer.init_params(rng)
 
 
@@ -85,7 +85,7 @@ except ImportError:
 def test_initial_state_of_another_dtype_is_refused(backend, layer_dt, state_dt, name):
     """Fault: the dtype check of h0/c0 removed (a silent cast would pass every other test).
     Both state arguments, both directions of the mismatch, on every CPU backend."""
-    layer = MDLSTM(2, 3, ndim=2, backend=backend, dtype=layer_dt)
+    layer = MDLSTM(2, 3, ndim=2, backend=backend, dtype=layer_dt, cell="graves")
     p = layer.init_params(np.random.default_rng(0))
     x = np.zeros((2, 3, 3, 2), dtype=layer_dt)
     good = np.zeros((2, 3), dtype=layer_dt)
@@ -99,8 +99,132 @@ def test_initial_state_of_another_dtype_is_refused(backend, layer_dt, state_dt, 
 def test_dout_of_another_dtype_is_refused(backend, layer_dt, dout_dt):
     """The same fault's relative on the way back: dout of another dtype would be promoted
     silently (numpy) or hit a typing error deep in a kernel (numba)."""
-    layer = MDLSTM(2, 3, ndim=2, backend=backend, dtype=layer_dt)
+    layer = MDLSTM(2, 3, ndim=2, backend=backend, dtype=layer_dt, cell="graves")
     p = layer.init_params(np.random.default_rng(0))
     out, cache = layer.forward(p, np.zeros((2, 3, 3, 2), dtype=layer_dt))
     with pytest.raises(TypeError, match=rf"dout: expected dtype {layer_dt}, got {dout_dt}"):
         layer.backward(np.zeros(out.shape, dtype=dout_dt), cache)
+
+
+# ------------------------------------------------------------------ issue 10, item 6
+def _layer(backend, C=2, n=2, **kw):
+    layer = MDLSTM(C, 3, ndim=n, backend=backend, **kw)
+    return layer, layer.init_params(np.random.default_rng(0))
+
+
+def _x(C=2, n=2, B=2):
+    return np.random.default_rng(1).random((B, *(3,) * n, C), dtype=np.float32)
+
+
+@pytest.mark.parametrize("backend", STATE_BACKENDS)
+@pytest.mark.parametrize("other", [dict(C=3), dict(n=3), dict(cell="graves"),
+                                   dict(dtype="float64")],
+                         ids=["3-channels", "3-D", "other-cell", "other-dtype"])
+def test_a_cache_of_another_layer_is_refused(backend, other):
+    """Fault: a cache from a 2-channel 2-D layer fed to a 3-channel or 3-D layer (on numba it
+    returned gradients shaped for the other layer). The error names ``cache`` and both."""
+    src, p = _layer(backend)
+    out, cache = src.forward(p, _x())
+    kw = dict(other)
+    C, n = kw.pop("C", 2), kw.pop("n", 2)
+    dst, _ = _layer(backend, C=C, n=n, **kw)
+    dout = np.zeros((2, *(3,) * n, 3), dtype=dst.dtype)
+    with pytest.raises(ValueError, match=r"cache: expected a cache of this layer \(.*\), got "
+                                         r"one of another layer"):
+        dst.backward(dout, cache)
+
+
+@pytest.mark.parametrize("backend", STATE_BACKENDS)
+def test_a_cache_of_another_type_is_refused(backend):
+    layer, p = _layer(backend)
+    out, cache = layer.forward(p, _x())
+    with pytest.raises(TypeError, match=r"cache: expected the MDLSTMCache .*got tuple"):
+        layer.backward(out, tuple(cache))
+    multi = MultiDirectionalMDLSTM(2, 3, ndim=2, backend=backend)
+    with pytest.raises(TypeError, match=r"cache: expected the MultiDirCache of 4 direction"):
+        multi.backward(np.zeros((2, 3, 3, 12), dtype=np.float32), cache)
+
+
+@pytest.mark.parametrize("backend", STATE_BACKENDS)
+@pytest.mark.parametrize("case, exc, pattern", [
+    ("missing", ValueError, r"params: expected keys \['U', 'W', 'b'\], missing \['b'\]"),
+    ("extra", ValueError, r"unexpected \['V'\]"),
+    ("shape", ValueError, r"params\['U'\]: expected shape \(6, 18\), got \(6, 17\)"),
+    ("dtype", TypeError, r"params\['W'\]: expected dtype float32, got float64"),
+    ("list", TypeError, r"params\['b'\]: expected a (numpy|numba) array of shape \(18,\), got list"),
+    ("int", TypeError, r"params\['W'\]: expected dtype float32, got int64"),
+    ("nan", ValueError, r"params\['U'\]: expected finite values, got NaN or inf"),
+    ("inf", ValueError, r"params\['b'\]: expected finite values, got NaN or inf"),
+    ("not a dict", TypeError, r"params: expected a dict of arrays, got list"),
+])
+def test_bad_params_dicts(backend, case, exc, pattern):
+    layer, p = _layer(backend)
+    p = dict(p)
+    if case == "missing":
+        del p["b"]
+    elif case == "extra":
+        p["V"] = p["U"]
+    elif case == "shape":
+        p["U"] = p["U"][:, :17]
+    elif case == "dtype":
+        p["W"] = p["W"].astype(np.float64)
+    elif case == "list":
+        p["b"] = p["b"].tolist()
+    elif case == "int":
+        p["W"] = p["W"].astype(np.int64)
+    elif case == "nan":
+        p["U"] = p["U"].copy()
+        p["U"][1, 2] = np.nan
+    elif case == "inf":
+        p["b"] = p["b"].copy()
+        p["b"][0] = -np.inf
+    elif case == "not a dict":
+        p = list(p.values())
+    with pytest.raises(exc, match=pattern):
+        layer.forward(p, _x())
+
+
+@pytest.mark.parametrize("backend", STATE_BACKENDS)
+@pytest.mark.parametrize("name", ["h0", "c0"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nonfinite_initial_state_is_refused(backend, name, bad):
+    layer, p = _layer(backend)
+    state = {"h0": np.zeros((2, 3), np.float32), "c0": np.zeros((2, 3), np.float32)}
+    state[name][1, 1] = bad
+    with pytest.raises(ValueError, match=rf"{name}: expected finite values, got NaN or inf"):
+        layer.forward(p, _x(), **state)
+
+
+@pytest.mark.parametrize("kwargs, exc, pattern", [
+    (dict(forget_bias=float("nan")), ValueError, r"forget_bias: expected a finite real number, "
+                                                 r"got nan"),
+    (dict(forget_bias=float("inf")), ValueError, r"forget_bias: expected a finite .*got inf"),
+    (dict(forget_bias="1.0"), TypeError, r"forget_bias: expected a finite real number, got str"),
+    (dict(forget_bias=True), TypeError, r"forget_bias: expected a finite real number, got bool"),
+    (dict(forget_bias=None), TypeError, r"forget_bias: expected .*got NoneType"),
+    (dict(peepholes=1), TypeError, r"peepholes: expected True or False, got int 1"),
+    (dict(peepholes="yes"), TypeError, r"peepholes: expected True or False, got str 'yes'"),
+    (dict(peepholes=None), TypeError, r"peepholes: expected True or False, got NoneType"),
+    (dict(check_finite="no"), TypeError, r"check_finite: expected True or False, got str"),
+])
+@pytest.mark.parametrize("cls", ["MDLSTM", "MultiDirectionalMDLSTM"])
+def test_bad_forget_bias_and_peepholes(cls, kwargs, exc, pattern):
+    make = MDLSTM if cls == "MDLSTM" else MultiDirectionalMDLSTM
+    with pytest.raises(exc, match=pattern):
+        make(1, 2, ndim=2, **kwargs)
+
+
+def test_good_numbers_are_accepted():
+    assert MDLSTM(1, 2, forget_bias=np.float32(0.5)).forget_bias == 0.5
+    assert MDLSTM(1, 2, forget_bias=2).forget_bias == 2.0
+    assert MDLSTM(1, 2, peepholes=np.bool_(True)).cell.name == "graves_peephole"
+
+
+def test_sd_baseline_refuses_a_foreign_cache(rng):
+    from mdlstm_np import SnakeSDLSTM
+
+    layer = SnakeSDLSTM(1, 2)
+    p = layer.init_params(rng)
+    out, cache = layer.forward(p, np.zeros((1, 3, 3, 1)))
+    with pytest.raises(TypeError, match=r"cache: expected the SDCache"):
+        layer.backward(out, cache.inner)

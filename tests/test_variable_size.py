@@ -51,7 +51,7 @@ def test_each_sample_equals_running_it_alone(n, combine, rng):
     # sizes include the full grid, a 1-cell extent and everything in between
     sizes = np.array([shape, [1] * n, [max(1, s - 1) for s in shape], [2] * n])
     B, C, H = len(sizes), 2, 2
-    layer = MultiDirectionalMDLSTM(C, H, n, combine=combine)
+    layer = MultiDirectionalMDLSTM(C, H, n, combine=combine, cell="graves", dtype="float64")
     params = layer.init_params(rng)
     x = rng.standard_normal((B, *shape, C))  # padding holds garbage on purpose
     dout = rng.standard_normal((B, *shape, layer.out_features))  # and so does its dout
@@ -64,7 +64,7 @@ def test_every_single_direction_alone(n, rng):
     shape = SHAPES[n]
     sizes = np.array([[max(1, s - 1) for s in shape], [1] * n, list(shape)])
     for flips in itertools.product([False, True], repeat=n):
-        layer = MultiDirectionalMDLSTM(1, 2, n, directions=[flips])
+        layer = MultiDirectionalMDLSTM(1, 2, n, directions=[flips], cell="graves", dtype="float64")
         params = layer.init_params(rng)
         x = rng.standard_normal((3, *shape, 1))
         dout = rng.standard_normal((3, *shape, 2))
@@ -79,7 +79,7 @@ def test_batch_equals_alone_hypothesis(n, data):
     combine = data.draw(st.sampled_from(["concat", "sum"]))
     zero = data.draw(st.booleans())
     rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 31 - 1)))
-    layer = MultiDirectionalMDLSTM(1, 2, n, combine=combine)
+    layer = MultiDirectionalMDLSTM(1, 2, n, combine=combine, cell="graves", dtype="float64")
     params = layer.init_params(rng)
     x = np.zeros((B, *shape, 1)) if zero else rng.standard_normal((B, *shape, 1))
     dout = rng.standard_normal((B, *shape, layer.out_features))
@@ -115,7 +115,7 @@ def test_flip_keeps_padding_in_place_and_is_an_involution(rng):
     pytest.param(3, (2, 2, 2), [[1, 2, 2], [2, 1, 1]], "concat", marks=pytest.mark.slow)])
 # n = 3 with "sum" and masks: covered by the directional hypothesis test in test_multidir.py
 def test_gradcheck_per_element_masked(n, shape, sizes, combine, rng):
-    layer = MultiDirectionalMDLSTM(1, 1, n, combine=combine)
+    layer = MultiDirectionalMDLSTM(1, 1, n, combine=combine, cell="graves", dtype="float64")
     params = layer.init_params(rng)
     x = rng.standard_normal((len(sizes), *shape, 1))
     errs = check_layer(layer, params, x, rng, sizes=np.array(sizes))
@@ -132,7 +132,7 @@ def test_gradcheck_per_element_masked(n, shape, sizes, combine, rng):
     np.array([[True, True], [True, True]]),
     "big"])
 def test_bad_sizes(sizes, rng):
-    layer = MultiDirectionalMDLSTM(1, 2, 2)
+    layer = MultiDirectionalMDLSTM(1, 2, 2, cell="graves", dtype="float64")
     params = layer.init_params(rng)
     with pytest.raises(ValueError, match="sizes"):
         layer.forward(params, rng.standard_normal((2, 3, 3, 1)), sizes=sizes)

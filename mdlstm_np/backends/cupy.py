@@ -1,11 +1,14 @@
-"""The cupy backend: every array on a CUDA GPU, and a fused Graves MD-LSTM sweep.
+"""The cupy backend: every array on a CUDA GPU, and a fused MD-LSTM sweep for every cell
+(Graves', peepholes, layer norm fixed and seed, stable, LeakyLP).
 
 Everything except the hot loop is the reference engine running on ``xp = array_api_compat.cupy``
 (the array-API names over cupy): the layer code is the same code the numpy backend runs. Data,
 parameters, gradients and optimiser state stay on the device; ``to_numpy`` (``cupy.asnumpy``)
 is the only device -> host transfer, and ``all_finite`` the only other host sync.
 
-The fused sweep (Graves' cell, ``cells/graves.py``; same notation). Per wavefront s of k cells:
+The fused sweep (``FusedSweep``, written once; each cell brings its two kernel bodies, a
+``CellKernels``; shown for Graves' cell, ``cells/graves.py``, same notation). Per wavefront s
+of k cells:
 
     forward                                       backward (s = last … 0)
     G. hp = [h(p⁻_1) | … | h(p⁻_n)]  gather       B. dz, dc(p⁻_d): steps 5', 4'-2'  (fused)
@@ -15,7 +18,9 @@ The fused sweep (Graves' cell, ``cells/graves.py``; same notation). Per wavefron
 so a wavefront costs three kernel launches each way and the sweep never waits for the host.
 The fused kernels read predecessors and successors through the wavefront plan's index arrays
 themselves, so there are no per-step gathers of c or concatenations. What backward needs is
-stored by forward, not recomputed: act = [i | f_1..f_n | o | g] (N, B, G) and tanh(c) (N, B, H).
+stored by forward, not recomputed: the cell's store rows st (N, B, S), for Graves' cell
+[act = i | f_1..f_n | o | g (G) | tanh(c) (H)]. The layer-norm kernels run one thread per
+(cell, sample), which computes its blocks' means and variances itself: still one launch.
 Backward keeps every wavefront's shares for its predecessors, dhp (N, B, nH) and dcp
 (n, N, B, H), so that wavefront s pulls them with one index per axis, and so that the shares
 of predecessors outside the grid (the gradient of h0, c0) are summed once after the sweep.
@@ -36,14 +41,39 @@ import numpy as np
 from ..cells.graves import GravesCell
 from ..sweep import SweepResult
 from .base import Backend
-from .cupy_kernels import (BACKWARD, FORWARD, GATHER, KERNELS, PREAMBLE, SIGMOID, KernelSource,
-                           param_names, strip_comments)
+from .cupy_kernels import (GATHER, GRAVES, KERNELS, LAYER_NORM, LEAKYLP, PEEPHOLE, PREAMBLE,
+                           SIGMOID, STABLE, KernelSource, param_names, strip_comments)
 
 
 # --------------------------------------------------------------------------- availability
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
+
+
+def array_api_compat_module():
+    """``array_api_compat`` (the array-API names over cupy), or SciPy's vendored copy of it.
+
+    Offline GPU machines often have SciPy but not array-api-compat (a GPU image with CuPy,
+    numba, SciPy and PyTorch, no package registry). SciPy ≥ 1.11 ships the same package as
+    ``scipy._lib.array_api_compat``; we then register it under its own name, so that
+    ``optim.py``'s ``from array_api_compat import array_namespace`` finds it too. Raises
+    ImportError when neither is there.
+    """
+    import sys
+
+    try:
+        import array_api_compat
+        import array_api_compat.cupy  # noqa: F401
+        return array_api_compat
+    except ImportError:
+        pass
+    from scipy._lib import array_api_compat  # raises ImportError when SciPy lacks it too
+    import scipy._lib.array_api_compat.cupy  # noqa: F401
+
+    sys.modules.setdefault("array_api_compat", array_api_compat)
+    sys.modules.setdefault("array_api_compat.cupy", array_api_compat.cupy)
+    return array_api_compat
 
 
 @functools.lru_cache(maxsize=1)
@@ -60,15 +90,15 @@ def cupy_unavailable_reason():
         return (f"cupy failed to import ({_first_line(e)}): reinstall it with "
                 f"pip install --force-reinstall 'mdlstm_np[cuda12]'")
     try:
-        import array_api_compat.cupy  # noqa: F401
+        array_api_compat_module()
     except Exception as e:
-        return (f"array-api-compat is missing ({_first_line(e)}): "
-                f"pip install 'mdlstm_np[cuda12]' (or pip install array-api-compat)")
+        return (f"array-api-compat is missing ({_first_line(e)}) and SciPy's vendored copy "
+                f"too: pip install 'mdlstm_np[cuda12]' (or [cuda13], or array-api-compat)")
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as e:
         return (f"no CUDA GPU is usable ({_first_line(e)}): check nvidia-smi, the NVIDIA "
-                f"driver (CUDA 12 capable) and CUDA_VISIBLE_DEVICES")
+                f"driver (as new as cupy's CUDA 12 or 13) and CUDA_VISIBLE_DEVICES")
     if count < 1:
         return "no CUDA GPU is visible (0 devices): check nvidia-smi and CUDA_VISIBLE_DEVICES"
     try:  # a tiny kernel, a cuBLAS matmul and a copy back: the whole chain really works
@@ -77,7 +107,7 @@ def cupy_unavailable_reason():
             return "a CUDA GPU is visible but returned a wrong result in a self-test"
     except Exception as e:
         return (f"a CUDA GPU is visible but cannot run a kernel ({_first_line(e)}): install "
-                f"the CUDA 12 libraries, e.g. pip install 'cupy-cuda12x[ctk]'")
+                f"the CUDA libraries, e.g. pip install 'cupy-cuda12x[ctk]' (or cupy-cuda13x)")
     return None
 
 
@@ -116,8 +146,7 @@ class FusedCache(NamedTuple):
 
     h: Any        # (N+1, B, H) hidden states in wavefront order, row N = boundary state
     c: Any        # (N+1, B, H) cell states, same layout
-    act: Any      # (N, B, G) [i | f_1..f_n | o | g], the gate outputs of step 2
-    tanh_c: Any   # (N, B, H) tanh(c(p)) of step 4 (before the mask)
+    st: Any       # (N, B, S) the cell's store rows (Graves': [act (G) | tanh c (H)])
 
 
 class FusedPlan(NamedTuple):
@@ -128,24 +157,34 @@ class FusedPlan(NamedTuple):
     boundary: list  # boundary[d] (m_d,) cells whose p⁻_d lies outside the grid
 
 
+GATE_BLOCKS = ("i", "f", "o", "g", "lam", "omega0", "omega1")
+
+
 def gate_offsets(layout) -> dict:
-    """Block offsets (in units of H) the kernels address gates by, read off the layout."""
-    return {f"off_{name}": layout.offset(name) for name in ("i", "f", "o", "g")}
+    """Block offsets (in units of H) the kernels address gates by, read off the layout
+    (0 for a block the layout does not have; its kernel does not read it then)."""
+    present = dict(layout.blocks)
+    return {f"off_{name}": layout.offset(name) if name in present else 0
+            for name in GATE_BLOCKS}
 
 
-class FusedGravesSweep:
-    """The sweep contract (``mdlstm_np/sweep.py``) for Graves' cell, in fused kernels.
+class FusedSweep:
+    """The sweep contract (``mdlstm_np/sweep.py``) in fused kernels, for any cell that brings
+    its two kernel bodies (a ``CellKernels`` of ``cupy_kernels.py``).
 
+    The driver is written once: per wavefront, forward G (gather) + 1b (cuBLAS) + the cell's
+    fused forward; backward the cell's fused backward (pull, 5', 4'-2') + 1b' (cuBLAS). The
+    cell's own parameters travel packed flat (prm); its backward writes each cell's share of
+    their gradient (dprm, (N, B, P)) and the driver sums them once after the sweep.
     Written against ``be.xp`` and a kernel launcher: on the GPU ``kernels`` is
     :class:`CupyKernels`; the tests drive the same code with numpy and host-compiled twins of
     the same kernel bodies.
     """
 
-    name = "cupy-graves"
     supports_mask = True
 
-    def __init__(self, be, kernels):
-        self.be, self.kernels = be, kernels
+    def __init__(self, be, kernels, spec, name):
+        self.be, self.kernels, self.spec, self.name = be, kernels, spec, name
         self._ones = {}
 
     def _plan(self, plan) -> FusedPlan:
@@ -157,13 +196,30 @@ class FusedGravesSweep:
                 boundary=[idx(np.nonzero(row == host.ncells)[0]) for row in host.pred_all])
         return self.be.shape_cache("fused_plan").get_or_make(plan.host.shape, make)
 
+    def _stand_in(self, dtype):
+        """A 1-element array for an unused argument (no mask, no own parameters)."""
+        if dtype not in self._ones:
+            self._ones[dtype] = self.be.xp.ones((1,), dtype=dtype)
+        return self._ones[dtype]
+
     def _mask(self, mask, dtype):
         """The mask as the kernels read it, or a 1-element stand-in when unmasked."""
         if mask is not None:
             return self.kernels.contiguous(mask), 1
-        if dtype not in self._ones:
-            self._ones[dtype] = self.be.xp.ones((1,), dtype=dtype)
-        return self._ones[dtype], 0
+        return self._stand_in(dtype), 0
+
+    def _own(self, cell, params, n, H, dtype):
+        """(prm packed flat in ``param_shapes`` order, its size P, cst) for the kernels."""
+        xp = self.be.xp
+        shapes = cell.param_shapes(n, H)
+        flat = [xp.reshape(params[key], (-1,)) for key in shapes]
+        prm = self.kernels.contiguous(xp.concat(flat)) if flat else self._stand_in(dtype)
+        P = sum(int(np.prod(sh)) for sh in shapes.values())
+        cst = self.be.asarray(np.asarray(self.spec.consts(cell)), dtype=dtype)
+        return prm, P, cst
+
+    def _threads(self, k, B, H):
+        return k * B if self.spec.per_row else k * B * H
 
     def forward(self, *, cell, layout, plan, zx, params, h, c, mask=None) -> FusedCache:
         """zx (N, B, G) -> FusedCache; h, c (N+1, B, H) filled in place (C-contiguous)."""
@@ -174,47 +230,62 @@ class FusedGravesSweep:
         zx = K.contiguous(zx)
         U = params["U"]
         fp = self._plan(plan)
+        dt = self.be.dtype_name(zx)
         m, masked = self._mask(mask, zx.dtype)
+        prm, _, cst = self._own(cell, params, n, H, dt)
+        S = self.spec.store(n, H, G)
         offsets = gate_offsets(layout)
-        act = xp.empty((N, B, G), dtype=zx.dtype)
-        tanh_c = xp.empty((N, B, H), dtype=zx.dtype)
+        st = xp.empty((N, B, S), dtype=zx.dtype)
         for s, (start, stop) in enumerate(plan.host.bounds):
             k = stop - start
             hp = xp.empty((k, B, n * H), dtype=zx.dtype)
             K.launch(GATHER, k * B * n * H, h=h, pred=fp.pred[s], k=k, B=B, H=H, nd=n,
                      hp=hp)  # 1b. gather
             zr = xp.reshape(hp, (k * B, n * H)) @ U  # 1b. (k·B, G), cuBLAS
-            K.launch(FORWARD, k * B * H, zx=zx, zr=zr, mask=m, pred=fp.pred[s], start=start,
-                     k=k, B=B, H=H, nd=n, G=G, masked=masked, h=h, c=c, act=act,
-                     tanh_c=tanh_c, **offsets)  # 1b (+zx), 2-5.
-        return FusedCache(h, c, act, tanh_c)
+            K.launch(self.spec.forward, self._threads(k, B, H), zx=zx, zr=zr, mask=m,
+                     pred=fp.pred[s], prm=prm, cst=cst, start=start, k=k, B=B, H=H, nd=n,
+                     G=G, S=S, masked=masked, h=h, c=c, st=st, **offsets)  # 1b (+zx), 2-5.
+        return FusedCache(h, c, st)
 
     def backward(self, *, cell, layout, plan, dout_w, cache: FusedCache, params, grads,
                  want_state, mask=None, x_w=None) -> SweepResult:
-        """dout_w (N, B, H) -> SweepResult (the layer does step 1a')."""
+        """dout_w (N, B, H) -> SweepResult (the layer does step 1a'); adds the cell's own
+        parameter gradients into ``grads``."""
         xp, K = self.be.xp, self.kernels
         N, B = dout_w.shape[0], dout_w.shape[1]
         H, n, G = layout.hidden, plan.host.ndim, layout.size
         dout_w = K.contiguous(dout_w)
         UT = params["U"].T
         fp = self._plan(plan)
+        dt = self.be.dtype_name(dout_w)
         m, masked = self._mask(mask, dout_w.dtype)
+        prm, P, cst = self._own(cell, params, n, H, dt)
+        S = self.spec.store(n, H, G)
         offsets = gate_offsets(layout)
         dZ = xp.empty((N, B, G), dtype=dout_w.dtype)
         dhp = xp.empty((N, B, n * H), dtype=dout_w.dtype)  # every cell's shares for p⁻_d
         dcp = xp.empty((n, N, B, H), dtype=dout_w.dtype)
+        dprm = xp.empty((N, B, P), dtype=dout_w.dtype) if P else self._stand_in(dout_w.dtype)
         bounds = plan.host.bounds
         for s in range(len(bounds) - 1, -1, -1):
             start, stop = bounds[s]
             k = stop - start
             next_start, next_k = (bounds[s + 1][0], bounds[s + 1][1] - bounds[s + 1][0]) \
                 if s + 1 < len(bounds) else (0, 0)
-            K.launch(BACKWARD, k * B * H, dout=dout_w, dhp=dhp, act=cache.act,
-                     tanh_c=cache.tanh_c, c=cache.c, mask=m, pred=fp.pred[s], succ=fp.succ[s],
-                     start=start, k=k, next_start=next_start, next_k=next_k, B=B, H=H, nd=n,
-                     N=N, G=G, masked=masked, dz=dZ, dcp=dcp, **offsets)  # 1b' pull, 5', 4'-2'.
+            K.launch(self.spec.backward, self._threads(k, B, H), dout=dout_w, dhp=dhp,
+                     st=cache.st, c=cache.c, mask=m, pred=fp.pred[s], succ=fp.succ[s],
+                     prm=prm, cst=cst, start=start, k=k, next_start=next_start,
+                     next_k=next_k, B=B, H=H, nd=n, N=N, G=G, S=S, P=P, masked=masked,
+                     dz=dZ, dcp=dcp, dprm=dprm, **offsets)  # 1b' pull, 5', 4'-2'.
             dhp[start:stop, ...] = xp.reshape(xp.reshape(dZ[start:stop, ...], (k * B, G)) @ UT,
                                               (k, B, n * H))  # 1b'. dh_prev = dz Uᵀ
+        if P:  # the cell's own parameters: every cell's share, summed once
+            total = xp.sum(xp.reshape(dprm, (N * B, P)), axis=0)
+            o = 0
+            for key, shape in cell.param_shapes(n, H).items():
+                size = int(np.prod(shape))
+                grads[key] = grads[key] + xp.reshape(total[o:o + size], shape)
+                o += size
         dh0 = dc0 = None
         if want_state:  # 1b'. shares of predecessors outside the grid: the initial state
             dh0 = xp.zeros((B, H), dtype=dout_w.dtype)
@@ -224,6 +295,21 @@ class FusedGravesSweep:
                 dh0 = dh0 + xp.sum(self.be.take(dhp, rows)[..., d * H:(d + 1) * H], axis=0)
                 dc0 = dc0 + xp.sum(self.be.take(dcp[d, ...], rows), axis=0)
         return SweepResult(dZ, dh0, dc0, None)
+
+
+def fused_sweeps(be, kernels) -> dict:
+    """{cell class: FusedSweep} for every cell with fused kernels (Graves', the layer-norm
+    cells — fixed and seed share one kernel, κ is a constant —, stable, LeakyLP, peepholes)."""
+    from ..cells.layernorm import LayerNormCell
+    from ..cells.leakylp import LeakyLPCell
+    from ..cells.peephole import GravesPeepholeCell
+    from ..cells.stable import StableCell
+
+    return {GravesCell: FusedSweep(be, kernels, GRAVES, "cupy-graves"),
+            LayerNormCell: FusedSweep(be, kernels, LAYER_NORM, "cupy-layernorm"),
+            StableCell: FusedSweep(be, kernels, STABLE, "cupy-stable"),
+            LeakyLPCell: FusedSweep(be, kernels, LEAKYLP, "cupy-leakylp"),
+            GravesPeepholeCell: FusedSweep(be, kernels, PEEPHOLE, "cupy-peephole")}
 
 
 def _check_contiguous(**arrays):
@@ -248,15 +334,15 @@ class CupyBackend(Backend):
         if reason is not None:
             raise ValueError(f"backend: 'cupy' is not usable: {reason}")
         import cupy
-        from array_api_compat import cupy as xp
 
-        super().__init__(xp)
+        super().__init__(array_api_compat_module().cupy)
         self.cupy = cupy
-        self._graves = FusedGravesSweep(self, CupyKernels())
+        self._fused = fused_sweeps(self, CupyKernels())
 
     def fast_sweeps(self) -> dict:
-        """Graves' plain cell (masked or not); other cells run the reference sweep."""
-        return {GravesCell: self._graves}
+        """Every cell (Graves', peepholes, layer norm fixed and seed, stable, LeakyLP), masked
+        or not; a cell class not listed (a user's own) runs the reference sweep."""
+        return self._fused
 
     def asarray(self, a, dtype=None):
         if dtype is not None:

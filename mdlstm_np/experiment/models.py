@@ -102,8 +102,8 @@ def build_model(name: str, *, in_channels: int = 1, hidden: int = 16, backend="a
     dtype = check_dtype_name(dtype)
     be = get_backend(backend)
     if name == "MD_LSTM":
-        rnn = MDLSTM(in_channels, hidden, ndim=2, ln=ln, backend=be, dtype=dtype,
-                     forget_bias=0.0)
+        rnn = MDLSTM(in_channels, hidden, ndim=2, cell="graves", ln=ln, backend=be,
+                     dtype=dtype, forget_bias=0.0)
     elif name == "HORIZONTAL_SD_LSTM":
         rnn = HorizontalSDLSTM(in_channels, hidden, backend=be, dtype=dtype, forget_bias=1.0)
     else:
