@@ -295,8 +295,7 @@ class NumbaCellSweep:
                         dtype=np.int64)
 
     def _params(self, cell, params, dt) -> tuple:
-        own = tuple(np.ascontiguousarray(params[k]) for k in self.k.params)
-        return own + tuple(self.k.extra(cell, dt)) or (np.empty(0, dtype=dt),)
+        return self.k.pack(cell, params, dt) or (np.empty(0, dtype=dt),)
 
     def _run(self, kernel, args, N, B, G):
         if self.k.params:  # shared gradient accumulators: one chunk
@@ -340,7 +339,8 @@ class NumbaCellSweep:
         DCP = np.empty((N * B, n, H), dtype=dt)
         dh0 = np.zeros((B, H), dtype=dt)
         dc0 = np.zeros((B, H), dtype=dt)
-        dP = tuple(np.zeros(params[k].shape) for k in self.k.params) or (np.zeros(0),)
+        P = self._params(cell, params, dt)
+        dP = tuple(np.zeros(P[i].shape) for i in range(len(self.k.params))) or (np.zeros(0),)
         fuse = bool(x_w is not None and "b" in params
                 and (bool(self.k.params) or be.chunks(N, B, G) == 1))
         C = x_w.shape[2] if fuse else 0
@@ -356,11 +356,11 @@ class NumbaCellSweep:
                 cache.c.reshape((N + 1) * B, H), cache.act.reshape(N * B, G), cache.X,
                 cache.Sc, kp.bounds, kp.pred_all, kp.succ_all, cache.mask,
                 dZ.reshape(N * B, G), DCP, dh0, dc0, bool(want_state),
-                self._params(cell, params, dt), self._gates(layout), dP, xw, WT, gU, gW, gb,
+                P, self._gates(layout), dP, xw, WT, gU, gW, gb,
                 dx_w.reshape(dx_w.shape[0] * dx_w.shape[1], C), fuse, be.fuse_rows(G, dt))
         self._run(self.k.backward, args, N, B, G)
         for key, g in zip(self.k.params, dP):
-            grads[key] = grads[key] + g.astype(dt)
+            grads[key] = grads[key] + g.astype(dt).reshape(params[key].shape)
         if not want_state:
             dh0 = dc0 = None
         fused = None

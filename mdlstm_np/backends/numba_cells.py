@@ -45,58 +45,76 @@ def _activate(Z, r, GG, skip):
                 Z[r, q, k] = _sig(Z[r, q, k])
 
 
-@njit(**JIT)
-def _ln_row(A, r, q, gain, shift, kappa, AH, ah, Sc, sq):
-    """y = LN_κ(A[r, q]) ⊙ gain + shift in place; â into AH[r, ah], 1/s into Sc[r, sq]
-    (``norm.layer_norm``, its steps 1-6)."""
+@njit(inline="always", **JIT)
+def _row_dot(A, ra, qa, B, rb, qb):
+    """Σ_k A[ra, qa, k]·B[rb, qb, k] over the H entries, in 8 interleaved partial sums: the
+    order of numpy's pairwise sum for H ≤ 128 (so xp.mean's rounding), and 8 independent add
+    chains instead of one."""
     H = A.shape[2]
-    mu = _like(A[r, q, 0], 0.0)
-    for k in range(H):  # 1. μ
-        mu += A[r, q, k]
-    mu = mu / H
-    v = _like(mu, 0.0)
-    for k in range(H):  # 2-3. u = a − μ, v = mean(u²)
-        u = A[r, q, k] - mu
-        AH[r, ah, k] = u
-        v += u * u
-    v = v / H
+    z = A[ra, qa, 0] - A[ra, qa, 0]
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = z
+    k = 0
+    while k + 8 <= H:
+        s0 += A[ra, qa, k] * B[rb, qb, k]
+        s1 += A[ra, qa, k + 1] * B[rb, qb, k + 1]
+        s2 += A[ra, qa, k + 2] * B[rb, qb, k + 2]
+        s3 += A[ra, qa, k + 3] * B[rb, qb, k + 3]
+        s4 += A[ra, qa, k + 4] * B[rb, qb, k + 4]
+        s5 += A[ra, qa, k + 5] * B[rb, qb, k + 5]
+        s6 += A[ra, qa, k + 6] * B[rb, qb, k + 6]
+        s7 += A[ra, qa, k + 7] * B[rb, qb, k + 7]
+        k += 8
+    total = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    while k < H:
+        total += A[ra, qa, k] * B[rb, qb, k]
+        k += 1
+    return total
+
+
+@njit(**JIT)
+def _ln_row(A, r, q, gain, shift, gq, kappa, AH, ah, Sc, sq, ONE):
+    """y = LN_κ(A[r, q]) ⊙ gain[gq] + shift[gq] in place; â into AH[r, ah], 1/s into
+    Sc[r, sq] (``norm.layer_norm``, its steps 1-6). ONE (1, 1, H) holds ones (for the sums)."""
+    H = A.shape[2]
+    mu = _row_dot(A, r, q, ONE, 0, 0) / _like(kappa, H)  # 1. μ (in the dtype, as xp.mean)
+    for k in range(H):  # 2. u = a − μ
+        AH[r, ah, k] = A[r, q, k] - mu
+    v = _row_dot(AH, r, ah, AH, r, ah) / _like(kappa, H)  # 3. v = mean(u²)
     inv_s = _like(mu, 1.0) / np.sqrt(v + kappa)  # 4.
     Sc[r, sq] = inv_s
     for k in range(H):  # 5-6. â = u / s, y = â ⊙ gain + shift
         a_hat = AH[r, ah, k] * inv_s
         AH[r, ah, k] = a_hat
-        A[r, q, k] = a_hat * gain[k] + shift[k]
+        A[r, q, k] = a_hat * gain[gq, k] + shift[gq, k]
 
 
 @njit(**JIT)
-def _ln_row_backward(D, lr, q, gain, AH, r, ah, inv_s, dgain, dshift):
-    """D[lr, q] = ∂L/∂y in, ∂L/∂a out (``norm.layer_norm_backward``, (★)); adds dgain, dshift."""
+def _ln_row_backward(D, lr, q, gain, gq, AH, r, ah, inv_s, dgain, dshift, ONE):
+    """D[lr, q] = ∂L/∂y in, ∂L/∂a out (``norm.layer_norm_backward``, (★)); adds into
+    dgain[gq], dshift[gq]."""
     H = D.shape[2]
-    md = _like(inv_s, 0.0)
-    mdh = _like(inv_s, 0.0)
     for k in range(H):  # 6'. dgain, dshift, dâ = dy ⊙ gain
-        dy, a_hat = D[lr, q, k], AH[r, ah, k]
-        dgain[k] += dy * a_hat
-        dshift[k] += dy
-        d_hat = dy * gain[k]
-        D[lr, q, k] = d_hat
-        md += d_hat
-        mdh += d_hat * a_hat
-    md, mdh = md / H, mdh / H
+        dy = D[lr, q, k]
+        dgain[gq, k] += dy * AH[r, ah, k]
+        dshift[gq, k] += dy
+        D[lr, q, k] = dy * gain[gq, k]
+    md = _row_dot(D, lr, q, ONE, 0, 0) / _like(inv_s, H)  # 2'. mean(dâ)
+    mdh = _row_dot(D, lr, q, AH, r, ah) / _like(inv_s, H)  # 5'-3'. mean(dâ ⊙ â)
     for k in range(H):  # 5'-2'. da = (dâ − mean(dâ) − â mean(dâ ⊙ â)) / s
         D[lr, q, k] = (D[lr, q, k] - md - AH[r, ah, k] * mdh) * inv_s
 
 
 # ----------------------------------------------------------------- layer norm (cells/layernorm.py)
-# P = (ln_gain (n+3, H), ln_shift (n+3, H), ln_c_gain (H,), ln_c_shift (H,), κ (1,));
+# P = (ln_gain (n+3, H), ln_shift (n+3, H), ln_c_gain (1, H), ln_c_shift (1, H), κ (1,),
+# ones (1, 1, H));
 # X rows: â of the n+3 gate blocks, â of c, tanh(ĉ); Sc: 1/s of the n+3 blocks and of c.
 @njit(**JIT)
 def ln_forward(Z, r, cp, P, gates, h, c, X, Sc):
-    gain, shift, cgain, cshift, kap = P
+    gain, shift, cgain, cshift, kap, ONE = P
     nb, H, n = Z.shape[1], Z.shape[2], cp.shape[0]
     I, F, O, GG = gates[0], gates[1], gates[2], gates[3]
     for q in range(nb):  # 2. a_j = LN_κ(z_j; gain_j, shift_j)
-        _ln_row(Z, r, q, gain[q], shift[q], kap[0], X, q, Sc, q)
+        _ln_row(Z, r, q, gain, shift, q, kap[0], X, q, Sc, q, ONE)
     _activate(Z, r, GG, -1)  # 3. i, f_d, o = σ(a), g = tanh(a_g)
     for k in range(H):  # 4. c = i ⊙ g + Σ_d f_d ⊙ c(p⁻_d)
         ck = Z[r, I, k] * Z[r, GG, k]
@@ -104,7 +122,7 @@ def ln_forward(Z, r, cp, P, gates, h, c, X, Sc):
             ck += Z[r, F + d, k] * cp[d, k]
         c[r, k] = ck
         X[r, nb + 1, k] = ck  # (ĉ is made in place from this row)
-    _ln_row(X, r, nb + 1, cgain, cshift, kap[0], X, nb, Sc, nb)  # 5. ĉ = LN_κ(c)
+    _ln_row(X, r, nb + 1, cgain, cshift, 0, kap[0], X, nb, Sc, nb, ONE)  # 5. ĉ = LN_κ(c)
     for k in range(H):  # 6. h = o ⊙ tanh(ĉ)
         tc = _tanh(X[r, nb + 1, k])
         X[r, nb + 1, k] = tc
@@ -113,7 +131,7 @@ def ln_forward(Z, r, cp, P, gates, h, c, X, Sc):
 
 @njit(**JIT)
 def ln_backward(Z, X, Sc, r, cp, h, c, dh, dc, P, gates, dP, DZ, lr, DCP):
-    gain, shift, cgain, cshift, kap = P
+    gain, shift, cgain, cshift, kap, ONE = P
     dgain, dshift, dcgain, dcshift = dP
     nb, H, n = Z.shape[1], Z.shape[2], cp.shape[0]
     I, F, O, GG = gates[0], gates[1], gates[2], gates[3]
@@ -122,7 +140,7 @@ def ln_backward(Z, X, Sc, r, cp, h, c, dh, dc, P, gates, dP, DZ, lr, DCP):
         tc, o = X[r, nb + 1, k], Z[r, O, k]
         DZ[lr, O, k] = dh[k] * tc
         DZ[lr, GG, k] = dh[k] * o * (one - tc * tc)  # (dĉ, parked in g's row)
-    _ln_row_backward(DZ, lr, GG, cgain, X, r, nb, Sc[r, nb], dcgain, dcshift)  # 5'.
+    _ln_row_backward(DZ, lr, GG, cgain, 0, X, r, nb, Sc[r, nb], dcgain, dcshift, ONE)  # 5'.
     for k in range(H):
         dck = dc[k] + DZ[lr, GG, k]  # 5'. dc += LN_κ-backward(dĉ)
         i, g = Z[r, I, k], Z[r, GG, k]
@@ -136,50 +154,65 @@ def ln_backward(Z, X, Sc, r, cp, h, c, dh, dc, P, gates, dP, DZ, lr, DCP):
             a = Z[r, q, k]
             DZ[lr, q, k] = DZ[lr, q, k] * (one - a * a if q == GG else a * (one - a))
     for q in range(nb):  # 2'. dz_j = LN_κ-backward(da_j)
-        _ln_row_backward(DZ, lr, q, gain[q], X, r, q, Sc[r, q], dgain[q], dshift[q])
+        _ln_row_backward(DZ, lr, q, gain, q, X, r, q, Sc[r, q], dgain, dshift, ONE)
 
 
 # ----------------------------------------------------------------- the λ-mixture (cells/stable.py)
 @njit(**JIT)
 def _mixture(Z, r, L, cp, X):
-    """3a-3b. λ_d = σ(z_λd) into Z[r, L + d], λ̂_d into X[r, d], c⁻ into X[r, n].
+    """2, 3a-3b. λ_d = σ(z_λd) in place in Z[r, L + d], λ̂_d into X[r, d], c⁻ into X[r, n].
 
-    λ̂_d = λ_d / Σ_e λ_e when Σ_e λ_e ≥ ½ (then rounding in the λ_d costs a few ulp of λ̂);
-    otherwise, as the reference always does, a softmax of ℓ_d = log σ(z_λd) (no 0/0 when
-    every λ_d rounds to 0). n = 1: λ̂_1 = 1, c⁻ = c(p⁻_1) (no λ block, L unused)."""
+    λ̂_d = λ_d / Σ_e λ_e where Σ_e λ_e ≥ ½ (then rounding in the λ_d costs a few ulp of λ̂);
+    elsewhere, as the reference always does, a softmax of ℓ_d = log σ(z_λd) (no 0/0 when
+    every λ_d rounds to 0). n = 1: λ̂_1 = 1, c⁻ = c(p⁻_1) (no λ block, L unused). The common
+    case runs as short branch-free loops (they vectorise); only the rare one goes element-wise."""
     n, H = cp.shape[0], cp.shape[1]
-    for k in range(H):
-        if n == 1:
-            X[r, 0, k] = _like(cp[0, 0], 1.0)
+    half = _like(cp[0, 0], 0.5)
+    if n == 1:
+        for k in range(H):
+            X[r, 0, k] = _like(half, 1.0)
+    else:
+        for d in range(n):  # 2. λ_d = σ(z_λd) (z_λd kept in X[r, d] for the rare case)
+            for k in range(H):
+                z = Z[r, L + d, k]
+                X[r, d, k] = z
+                Z[r, L + d, k] = _sig(z)
+        for k in range(H):  # 3a. Σ_e λ_e (parked in c⁻'s row)
+            X[r, n, k] = Z[r, L, k]
+        for d in range(1, n):
+            for k in range(H):
+                X[r, n, k] += Z[r, L + d, k]
+        common = True
+        for k in range(H):
+            common = common and X[r, n, k] >= half
+        if common:
+            for d in range(n):  # 3a. λ̂_d = λ_d / Σ_e λ_e
+                for k in range(H):
+                    X[r, d, k] = Z[r, L + d, k] / X[r, n, k]
         else:
-            total = _like(cp[0, 0], 0.0)
-            for d in range(n):  # 3a. λ_d, Σ_e λ_e
-                lam = _sig(Z[r, L + d, k])
-                X[r, d, k] = lam
-                total += lam
-            if total >= _like(total, 0.5):
-                for d in range(n):  # 3a. λ̂_d = λ_d / Σ_e λ_e
-                    X[r, d, k] = X[r, d, k] / total
-            else:  # 3a. the same as a softmax of log-sigmoids, shifted by the largest
-                top = total  # (overwritten at d = 0)
+            for k in range(H):
+                if X[r, n, k] >= half:
+                    for d in range(n):
+                        X[r, d, k] = Z[r, L + d, k] / X[r, n, k]
+                    continue
+                top = half  # 3a. the same as a softmax of log-sigmoids, shifted by the largest
                 for d in range(n):
-                    z = Z[r, L + d, k]
-                    ell = (z - abs(z)) * _like(z, 0.5) - np.log1p(np.exp(-abs(z)))
+                    z = X[r, d, k]
+                    ell = (z - abs(z)) * half - np.log1p(np.exp(-abs(z)))
                     X[r, d, k] = ell
                     top = ell if d == 0 or ell > top else top
-                total = _like(total, 0.0)
+                total = half - half
                 for d in range(n):
                     e = np.exp(X[r, d, k] - top)
                     X[r, d, k] = e
                     total += e
                 for d in range(n):
                     X[r, d, k] = X[r, d, k] / total
-            for d in range(n):
-                Z[r, L + d, k] = _sig(Z[r, L + d, k])
-        cm = X[r, 0, k] * cp[0, k]
-        for d in range(1, n):  # 3b. c⁻ = Σ_d λ̂_d ⊙ c(p⁻_d)
-            cm += X[r, d, k] * cp[d, k]
-        X[r, n, k] = cm
+    for k in range(H):  # 3b. c⁻ = Σ_d λ̂_d ⊙ c(p⁻_d)
+        X[r, n, k] = X[r, 0, k] * cp[0, k]
+    for d in range(1, n):
+        for k in range(H):
+            X[r, n, k] += X[r, d, k] * cp[d, k]
 
 
 @njit(**JIT)
@@ -201,7 +234,7 @@ def _mixture_backward(Z, X, r, L, cp, dcm, DZ, lr, DCP):
 def stable_forward(Z, r, cp, P, gates, h, c, X, Sc):
     I, F, O, L, GG = gates[0], gates[1], gates[2], gates[3], gates[4]
     n, H = cp.shape[0], cp.shape[1]
-    _mixture(Z, r, L, cp, X)  # 3a-3b. (σ of the λ gates first: 2.)
+    _mixture(Z, r, L, cp, X)  # 2, 3a-3b. λ, λ̂, c⁻
     for q in (I, F, O):  # 2. i, f, o = σ(z)
         for k in range(H):
             Z[r, q, k] = _sig(Z[r, q, k])
@@ -239,7 +272,7 @@ def leakylp_forward(Z, r, cp, P, gates, h, c, X, Sc):
     F, W0, W1, L, GG = gates[0], gates[1], gates[2], gates[3], gates[4]
     n, H = cp.shape[0], cp.shape[1]
     one = _like(cp[0, 0], 1.0)
-    _mixture(Z, r, L, cp, X)  # 3a-3b. (σ of the λ gates first: 2.)
+    _mixture(Z, r, L, cp, X)  # 2, 3a-3b. λ, λ̂, c⁻
     for q in (F, W0, W1):  # 2. f, ω₀, ω₁ = σ(z)
         for k in range(H):
             Z[r, q, k] = _sig(Z[r, q, k])
@@ -273,25 +306,31 @@ def leakylp_backward(Z, X, Sc, r, cp, h, c, dh, dc, P, gates, dP, DZ, lr, DCP):
 
 
 # ----------------------------------------------------------------- peepholes (cells/peephole.py)
-# P = (w_i (H,), w_f (n, H), w_o (H,)); X rows: tanh(c). Backward reads c(p) from c.
+# P = (w_i (H,), w_f (n, H), w_o (H,)); X rows: tanh(c), c_sum. Backward reads c(p) from c.
 @njit(**JIT)
 def peephole_forward(Z, r, cp, P, gates, h, c, X, Sc):
     w_i, w_f, w_o = P
     I, F, O, GG = gates[0], gates[1], gates[2], gates[3]
     n, H = cp.shape[0], cp.shape[1]
-    for k in range(H):
-        cs = cp[0, k]
-        for d in range(1, n):  # 2a. c_sum = Σ_d c(p⁻_d)
-            cs = cs + cp[d, k]
-        Z[r, I, k] = _sig(Z[r, I, k] + w_i[k] * cs)  # 2b. i = σ(z_i + w_i ⊙ c_sum)
-        for d in range(n):  # 2b. f_d = σ(z_fd + w_f[d] ⊙ c(p⁻_d))
+    for k in range(H):  # 2a. c_sum = Σ_d c(p⁻_d), kept in X[r, 1]
+        X[r, 1, k] = cp[0, k]
+    for d in range(1, n):
+        for k in range(H):
+            X[r, 1, k] = X[r, 1, k] + cp[d, k]
+    for k in range(H):  # 2b. i = σ(z_i + w_i ⊙ c_sum)
+        Z[r, I, k] = _sig(Z[r, I, k] + w_i[k] * X[r, 1, k])
+    for d in range(n):  # 2b. f_d = σ(z_fd + w_f[d] ⊙ c(p⁻_d))
+        for k in range(H):
             Z[r, F + d, k] = _sig(Z[r, F + d, k] + w_f[d, k] * cp[d, k])
-        g = _tanh(Z[r, GG, k])  # 2b. g = tanh(z_g)
+    for k in range(H):  # 2b. g = tanh(z_g); 3. c = i ⊙ g ...
+        g = _tanh(Z[r, GG, k])
         Z[r, GG, k] = g
-        ck = Z[r, I, k] * g
-        for d in range(n):  # 3. c = i ⊙ g + Σ_d f_d ⊙ c(p⁻_d)
-            ck = ck + Z[r, F + d, k] * cp[d, k]
-        c[r, k] = ck
+        c[r, k] = Z[r, I, k] * g
+    for d in range(n):  # 3. ... + Σ_d f_d ⊙ c(p⁻_d)
+        for k in range(H):
+            c[r, k] = c[r, k] + Z[r, F + d, k] * cp[d, k]
+    for k in range(H):
+        ck = c[r, k]
         o = _sig(Z[r, O, k] + w_o[k] * ck)  # 4a. o = σ(z_o + w_o ⊙ c)
         Z[r, O, k] = o
         tc = _tanh(ck)
@@ -317,17 +356,14 @@ def peephole_backward(Z, X, Sc, r, cp, h, c, dh, dc, P, gates, dP, DZ, lr, DCP):
         dz_i = dck * g * i * (one - i)  # 3', 2b'. di = dc ⊙ g; σ'
         DZ[lr, I, k] = dz_i
         DZ[lr, GG, k] = dck * i * (one - g * g)  # 3', 2b'. dg = dc ⊙ i; tanh'
-        cs = cp[0, k]
-        for d in range(1, n):
-            cs = cs + cp[d, k]
-        dw_i[k] += dz_i * cs  # 2b'. dw_i += Σ dz_i ⊙ c_sum
+        dw_i[k] += dz_i * X[r, 1, k]  # 2b'. dw_i += Σ dz_i ⊙ c_sum
         for d in range(n):
             f = Z[r, F + d, k]
             dz_f = dck * cp[d, k] * f * (one - f)  # 3', 2b'. df_d = dc ⊙ c(p⁻_d); σ'
             DZ[lr, F + d, k] = dz_f
             dw_f[d, k] += dz_f * cp[d, k]  # 2b'. dw_f[d] += Σ dz_fd ⊙ c(p⁻_d)
-            # 3'. dc ⊙ f_d, 2b'. + dz_fd ⊙ w_f[d], 2a'. + dz_i ⊙ w_i
-            DCP[r, d, k] = dck * f + dz_f * w_f[d, k] + dz_i * w_i[k]
+            dcp = dck * f + dz_f * w_f[d, k]  # 3', 2b'. dc(p⁻_d) = dc ⊙ f_d + dz_fd ⊙ w_f[d]
+            DCP[r, d, k] = dcp + dz_i * w_i[k]  # 2a'. + dz_i ⊙ w_i (c_sum feeds every axis)
 
 
 # ----------------------------------------------------------------- the table
@@ -339,25 +375,37 @@ class CellKernels(NamedTuple):
     backward: Callable           # the driver's backward, specialised
     gates: Tuple[str, ...]       # block names whose offsets the cell functions read, in order
     aux: Callable                # (n) -> (nx, ns): rows of X, columns of Sc
-    params: Tuple[str, ...]      # the cell's own parameters, in P's order
-    extra: Callable              # (cell, dtype) -> tuple of arrays appended to P
+    params: Tuple[str, ...]      # the cell's own parameters: P's first entries, dP's entries
+    pack: Callable               # (cell, params, dtype) -> P
 
 
-def _kernels(name, fwd, bwd, gates, aux, params=(), extra=lambda cell, dt: ()):
+def _own(keys):
+    """P = the cell's own parameters, contiguous, in the order of ``keys``."""
+    return lambda cell, params, dt: tuple(np.ascontiguousarray(params[k]) for k in keys)
+
+
+def _ln_pack(cell, params, dt):
+    """P of the layer-norm cell: gains and shifts as 2-D rows, κ, and a row of ones."""
+    H = params["ln_c_gain"].shape[0]
+    return (np.ascontiguousarray(params["ln_gain"]), np.ascontiguousarray(params["ln_shift"]),
+            params["ln_c_gain"].reshape(1, H), params["ln_c_shift"].reshape(1, H),
+            np.array([cell.kappa], dtype=dt), np.ones((1, 1, H), dtype=dt))
+
+
+def _kernels(name, fwd, bwd, gates, aux, params=(), pack=None):
     f = specialise(forward_template, f"forward_sweep_{name}", __file__, cell_forward=fwd)
     b = specialise(backward_template, f"backward_sweep_{name}", __file__, cell_backward=bwd)
-    return CellKernels(name, f, b, gates, aux, params, extra)
+    return CellKernels(name, f, b, gates, aux, params, pack or _own(params))
 
 
 KERNELS = {
     LayerNormCell: _kernels(
         "ln", ln_forward, ln_backward, ("i", "f", "o", "g"), lambda n: (n + 5, n + 4),
-        ("ln_gain", "ln_shift", "ln_c_gain", "ln_c_shift"),
-        lambda cell, dt: (np.array([cell.kappa], dtype=dt),)),
+        ("ln_gain", "ln_shift", "ln_c_gain", "ln_c_shift"), _ln_pack),
     StableCell: _kernels("stable", stable_forward, stable_backward,
                          ("i", "f", "o", "lam", "g"), lambda n: (n + 2, 0)),
     LeakyLPCell: _kernels("leakylp", leakylp_forward, leakylp_backward,
                           ("f", "omega0", "omega1", "lam", "g"), lambda n: (n + 1, 0)),
     GravesPeepholeCell: _kernels("peephole", peephole_forward, peephole_backward,
-                                 ("i", "f", "o", "g"), lambda n: (1, 0), ("w_i", "w_f", "w_o")),
+                                 ("i", "f", "o", "g"), lambda n: (2, 0), ("w_i", "w_f", "w_o")),
 }
