@@ -33,7 +33,7 @@ def _sig(x):
     return _tanh(x * half) * half + half
 
 
-@njit(**JIT)
+@njit(inline="always", **JIT)
 def _activate(Z, r, GG, skip):
     """Gates of row r in place: tanh on block GG, σ on the others except block ``skip``."""
     for q in range(Z.shape[1]):
@@ -71,7 +71,7 @@ def _row_dot(A, ra, qa, B, rb, qb):
     return total
 
 
-@njit(**JIT)
+@njit(inline="always", **JIT)
 def _ln_row(A, r, q, gain, shift, gq, kappa, AH, ah, Sc, sq, ONE):
     """y = LN_κ(A[r, q]) ⊙ gain[gq] + shift[gq] in place; â into AH[r, ah], 1/s into
     Sc[r, sq] (``norm.layer_norm``, its steps 1-6). ONE (1, 1, H) holds ones (for the sums)."""
@@ -88,7 +88,7 @@ def _ln_row(A, r, q, gain, shift, gq, kappa, AH, ah, Sc, sq, ONE):
         A[r, q, k] = a_hat * gain[gq, k] + shift[gq, k]
 
 
-@njit(**JIT)
+@njit(inline="always", **JIT)
 def _ln_row_backward(D, lr, q, gain, gq, AH, r, ah, inv_s, dgain, dshift, ONE):
     """D[lr, q] = ∂L/∂y in, ∂L/∂a out (``norm.layer_norm_backward``, (★)); adds into
     dgain[gq], dshift[gq]."""
