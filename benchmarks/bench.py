@@ -12,12 +12,19 @@ What is timed (median and IQR over --repeats runs after one warm-up run; the war
 over the median is reported as compile_s, the JIT compile / first-call cost):
   fwd    MDLSTM.forward
   fwdbwd MDLSTM.forward + backward
-  train  MD_LSTM model (MDLSTM with Graves' plain cell, ln=False, + DenseSigmoid head) forward,
-         MSE loss, backward, Adam step
+  train  the MD_LSTM model (the MDLSTM layer + DenseSigmoid head) forward, MSE loss,
+         backward, Adam step
   (reference: the cell-by-cell forward of reference.py, small grids only)
+for every cell (--cells): plain (Graves' cell, ln=False), ln_fixed (ln=True), ln_seed
+(ln="seed"), stable, leakylp, peephole, and MD_LSTM = ``build_model("MD_LSTM")`` as the demo
+builds it (its default cell). S and M time every cell (fwdbwd, train; fwd for plain too); L and
+the sweep time the plain cell. "x numpy" = median / the numpy backend's median for the same
+config, cell and kind. The warm-up run (which triggers numba's JIT) is never a timed run; the
+JIT itself is measured in fresh processes (``jit_compile_seconds``), per cell.
 
 FLOP count (multiply-add = 2 FLOPs; elementwise gate math not counted), per cell and sample,
-with C channels, n grid axes, hidden H and G = (n + 3)·H packed gates:
+with C channels, n grid axes, hidden H and G packed gates (the cell's layout: (n + 3)·H for
+Graves' cells and layer norm, (n + 4)·H for stable and leakylp):
   fwd    2·G·(C + n·H)           input projection x W and recurrent Σ_d h(p⁻_d) U_d
   fwdbwd 2·G·(3·C + 3·n·H)       + dz Uᵀ (in the sweep), dU, dW, dx
   train  fwdbwd + 6·H            + the head's forward (2H) and backward (4H)
@@ -59,6 +66,16 @@ CONFIGS = {  # name: (side, batch, hidden, channels)
     "L": (128, 8, 32, 1),
     "XL": (256, 32, 64, 1),
 }
+CELLS = {  # name: MDLSTM keyword arguments (None: build_model("MD_LSTM") as the demo builds it)
+    "plain": dict(cell="graves"),
+    "ln_fixed": dict(cell="graves", ln=True),
+    "ln_seed": dict(cell="graves", ln="seed"),
+    "stable": dict(cell="stable"),
+    "leakylp": dict(cell="leakylp"),
+    "peephole": dict(cell="graves", peepholes=True),
+    "MD_LSTM": None,
+}
+CELL_CONFIGS = ("S", "M")  # the configs that time every cell; the others time "plain"
 SWEEP_SIDES = (8, 16, 32, 64, 128, 256)
 SWEEP_BATCH, SWEEP_HIDDEN = 8, 16
 SWEEP_NUMPY_MAX = 64  # the numpy backend joins the sweep up to this side (it is the slow one)
@@ -110,20 +127,25 @@ def matmul_peak(dtype: str, size: int, repeats: int = 5) -> float:
     return 2.0 * size ** 3 / best / 1e9
 
 
-def jit_compile_seconds(dtype: str):
-    """(cold, cached): seconds to build and run a tiny numba forward+backward in a fresh process,
-    first with an empty numba cache (the compile), then again from the cache it left (the load).
-    Subprocesses, so this run's own warm kernels do not hide the cost. None when numba fails."""
+def jit_compile_seconds(dtype: str, cells=("plain",)):
+    """{cell: (cold, cached)}: seconds to build and run a tiny numba forward+backward of each
+    cell in a fresh process, first with an empty numba cache (the compile), then again from
+    the cache it left (the load). The first cell's time includes the imports and what the
+    cells share (tanh, the driver's helpers). Subprocesses, so this run's own warm kernels do
+    not hide the cost. None when numba fails."""
+    cells = [c for c in cells if CELLS[c] is not None]  # MD_LSTM's cell is one of the others
     code = textwrap.dedent(f"""
         import time
         t0 = time.perf_counter()
         import numpy as np
         from mdlstm_np.mdlstm import MDLSTM
-        layer = MDLSTM(1, 2, ndim=2, backend="numba", dtype="{dtype}")
-        p = layer.init_params(np.random.default_rng(0))
-        out, cache = layer.forward(p, np.ones((2, 3, 3, 1), dtype="{dtype}"))
-        layer.backward(out, cache)
-        print("SECONDS", time.perf_counter() - t0)
+        for name, kw in {[(c, CELLS[c]) for c in cells]!r}:
+            layer = MDLSTM(1, 2, ndim=2, backend="numba", dtype="{dtype}", **kw)
+            p = layer.init_params(np.random.default_rng(0))
+            out, cache = layer.forward(p, np.ones((2, 3, 3, 1), dtype="{dtype}"))
+            layer.backward(out, cache)
+            print("SECONDS", name, time.perf_counter() - t0)
+            t0 = time.perf_counter()
     """)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = []
@@ -132,16 +154,16 @@ def jit_compile_seconds(dtype: str):
                    PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
         for _ in range(2):
             res = subprocess.run([sys.executable, "-c", code], env=env, cwd=root,
-                                 capture_output=True, text=True, timeout=600)
-            lines = [ln for ln in res.stdout.splitlines() if ln.startswith("SECONDS")]
-            if res.returncode != 0 or not lines:
+                                 capture_output=True, text=True, timeout=1200)
+            lines = [ln.split() for ln in res.stdout.splitlines() if ln.startswith("SECONDS")]
+            if res.returncode != 0 or len(lines) != len(cells):
                 return None
-            out.append(float(lines[-1].split()[1]))
-    return tuple(out)
+            out.append({name: float(t) for _, name, t in lines})
+    return {c: (out[0][c], out[1][c]) for c in cells}
 
 
-def flops_per_cell(kind: str, C: int, H: int, n: int = 2) -> float:
-    G = (n + 3) * H
+def flops_per_cell(kind: str, C: int, H: int, n: int = 2, G=None) -> float:
+    G = (n + 3) * H if G is None else G
     if kind in ("fwd", "reference"):
         return 2.0 * G * (C + n * H)
     if kind == "fwdbwd":
@@ -150,10 +172,21 @@ def flops_per_cell(kind: str, C: int, H: int, n: int = 2) -> float:
 
 
 # --------------------------------------------------------------------------- workloads
-def workloads(be, side, B, H, C, dtype, kinds):
-    """{kind: zero-argument callable} for one backend and size."""
+def make_model(be, cell, C, H, dtype):
+    """The MD_LSTM model with cell ``cell`` (a CELLS name): MDLSTM + DenseSigmoid head."""
+    from mdlstm_np.experiment.models import Model, build_model
+    from mdlstm_np.head import DenseSigmoid
+
+    if CELLS[cell] is None:  # as the demo builds it
+        return build_model("MD_LSTM", in_channels=C, hidden=H, backend=be, dtype=dtype)
+    rnn = MDLSTM(C, H, ndim=2, backend=be, dtype=dtype, **CELLS[cell])
+    return Model(rnn, DenseSigmoid(H, 1, backend=be, dtype=dtype), name=f"MD_LSTM/{cell}")
+
+
+def workloads(be, side, B, H, C, dtype, kinds, cell="plain"):
+    """({kind: zero-argument callable}, G) for one backend, size and cell."""
     rng = np.random.default_rng(0)
-    layer = MDLSTM(C, H, ndim=2, backend=be, dtype=dtype)
+    layer = make_model(be, cell, C, H, dtype).rnn
     p = layer.init_params(rng)
     x_host = rng.standard_normal((B, side, side, C)).astype(dtype)
     x = be.asarray(x_host, dtype=dtype)
@@ -167,23 +200,20 @@ def workloads(be, side, B, H, C, dtype, kinds):
             return layer.backward(dout, cache)
         out["fwdbwd"] = fwdbwd
     if "train" in kinds:
-        out["train"] = train_step(be, side, B, H, C, dtype, x, rng)
+        out["train"] = train_step(be, side, B, H, C, dtype, x, rng, cell)
     if "reference" in kinds:
         host = {k: be.to_numpy(v) for k, v in p.items()}
         out["reference"] = lambda: mdlstm_reference_forward(x_host, host["W"], host["U"],
                                                             host["b"])
-    return out
+    return out, layer.layout.size
 
 
-def train_step(be, side, B, H, C, dtype, x, rng):
-    """One full training step of the MD_LSTM model: forward, MSE, backward, Adam."""
+def train_step(be, side, B, H, C, dtype, x, rng, cell="plain"):
+    """One full training step of the MD_LSTM model with ``cell``: forward, MSE, backward, Adam."""
     from mdlstm_np.losses import mse
-    from mdlstm_np.experiment.models import build_model
     from mdlstm_np.optim import Adam
 
-    # Graves' plain cell (ln=False): the cell the numba hot loop covers. The model's default,
-    # the layer-normalised cell, runs the reference sweep on every backend.
-    model = build_model("MD_LSTM", in_channels=C, hidden=H, backend=be, dtype=dtype, ln=False)
+    model = make_model(be, cell, C, H, dtype)
     params = model.init_params(rng)
     opt = Adam(params, lr=1e-3)
     t = be.asarray((rng.random((B, side, side, 1)) < 0.5).astype(dtype), dtype=dtype)
@@ -208,17 +238,20 @@ def peak_memory(fn) -> int:
 
 
 # --------------------------------------------------------------------------- driver
-def plan_runs(configs, quick):
-    """[(config name, side, B, H, C, kinds)] in run order."""
+def plan_runs(configs, quick, cells=("plain",)):
+    """[(config name, side, B, H, C, kinds, cell)] in run order."""
     runs = []
     for name in configs:
         if name == "sweep":
             sides = (8, 16, 32) if quick else SWEEP_SIDES
             for s in sides:
-                runs.append((f"sweep{s}", s, SWEEP_BATCH, SWEEP_HIDDEN, 1, ("fwd", "fwdbwd")))
+                runs.append((f"sweep{s}", s, SWEEP_BATCH, SWEEP_HIDDEN, 1, ("fwd", "fwdbwd"),
+                             "plain"))
         else:
             side, B, H, C = CONFIGS[name]
-            runs.append((name, side, B, H, C, ("fwd", "fwdbwd", "train")))
+            for cell in (cells if name in CELL_CONFIGS else ("plain",)):
+                kinds = ("fwd", "fwdbwd", "train") if cell == "plain" else ("fwdbwd", "train")
+                runs.append((name, side, B, H, C, kinds, cell))
     return runs
 
 
@@ -255,24 +288,31 @@ def run(args):
             print(f"# numba backend: {be.threads} sweep thread(s) (batch chunks, for sweeps of "
                   f">= {be.min_work} gate values N·B·G); SciPy's OpenBLAS on 1 thread")
     rows = []
-    for name, side, B, H, C, kinds in plan_runs(configs, args.quick):
+    numpy_ms = {}  # (config, cell, kind) -> the numpy backend's median
+    for name, side, B, H, C, kinds, cell in plan_runs(configs, args.quick, args.cells):
         cells = side * side * B
         for be in backends:
             if name.startswith("sweep") and be.name == "numpy" and side > SWEEP_NUMPY_MAX:
                 continue
             ks = list(kinds)
-            if be is backends[0] and cells // B <= REFERENCE_MAX_CELLS:
+            if be is backends[0] and cells // B <= REFERENCE_MAX_CELLS and cell == "plain":
                 ks.append("reference")
-            for kind, fn in workloads(be, side, B, H, C, args.dtype, ks).items():
+            fns, G = workloads(be, side, B, H, C, args.dtype, ks, cell)
+            for kind, fn in fns.items():
                 bb = None if kind == "reference" else be
                 reps = args.repeats
                 med, iqr, first = time_call(fn, bb, 1)  # a probe: slow cases get fewer runs
                 if med * reps > args.budget:
                     reps = max(3, int(args.budget / max(med, 1e-9)))
                 med, iqr, _ = time_call(fn, bb, reps)
-                fl = flops_per_cell(kind, C, H) * cells
-                row = dict(config=name, side=side, batch=B, hidden=H, channels=C,
-                           backend="reference" if kind == "reference" else be.name,
+                fl = flops_per_cell(kind, C, H, G=G) * cells
+                backend = "reference" if kind == "reference" else be.name
+                if backend == "numpy":
+                    numpy_ms[name, cell, kind] = med
+                base = numpy_ms.get((name, cell, kind))
+                row = dict(config=name, cell=cell, side=side, batch=B, hidden=H, channels=C,
+                           backend=backend, sweep=sweep_name(be, cell),
+                           x_numpy=None if base is None else med / base,
                            kind=kind, dtype=args.dtype, repeats=reps, median_s=med, iqr_s=iqr,
                            compile_s=max(first - med, 0.0), ns_per_cell=med / cells * 1e9,
                            cells_per_s=cells / med, gflops=fl / med / 1e9,
@@ -285,38 +325,63 @@ def run(args):
     return rows, peak
 
 
-HEADER = (f"{'config':<9}{'backend':<10}{'kind':<10}{'median ms':>11}{'IQR ms':>9}"
-          f"{'compile s':>10}{'ns/cell':>9}{'Mcells/s':>10}{'GFLOP/s':>9}{'x floor':>9}"
-          f"{'mem MB':>8}")
+def sweep_name(be, cell) -> str:
+    """Which sweep runs ``cell`` on ``be`` (its fast one, or "reference")."""
+    from mdlstm_np.cells import make_cell
+
+    kw = CELLS[cell] or dict(cell="graves", ln=True)
+    c = make_cell(kw["cell"], peepholes=kw.get("peepholes", False), ln=kw.get("ln", False))
+    if CELLS[cell] is None:  # what build_model really built
+        c = make_model(be, cell, 1, 2, "float32").rnn.cell
+    return be.sweep_for(c).name
+
+
+HEADER = (f"{'config':<8}{'cell':<10}{'backend':<10}{'kind':<8}{'median ms':>10}{'IQR ms':>8}"
+          f"{'x numpy':>8}{'compile s':>10}{'ns/cell':>9}{'GFLOP/s':>8}{'x floor':>8}"
+          f"{'mem MB':>7}  sweep")
 
 
 def format_row(r) -> str:
     mem = "" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.0f}"
-    return (f"{r['config']:<9}{r['backend']:<10}{r['kind']:<10}{r['median_s'] * 1e3:>11.3f}"
-            f"{r['iqr_s'] * 1e3:>9.3f}{r['compile_s']:>10.2f}{r['ns_per_cell']:>9.1f}"
-            f"{r['cells_per_s'] / 1e6:>10.2f}{r['gflops']:>9.2f}{r['x_floor']:>9.1f}{mem:>8}")
+    xn = "" if r["x_numpy"] is None else f"{r['x_numpy']:.3f}"
+    return (f"{r['config']:<8}{r['cell']:<10}{r['backend']:<10}{r['kind']:<8}"
+            f"{r['median_s'] * 1e3:>10.3f}{r['iqr_s'] * 1e3:>8.3f}{xn:>8}"
+            f"{r['compile_s']:>10.2f}{r['ns_per_cell']:>9.1f}{r['gflops']:>8.2f}"
+            f"{r['x_floor']:>8.1f}{mem:>7}  {r['sweep']}")
 
 
 def flatness(rows, kind="fwdbwd", backend="numba"):
     """(max/min of ns per cell over sweep sides >= FLAT_FROM, {side: ns/cell}) or (None, {})."""
     sweep = {r["side"]: r["ns_per_cell"] for r in rows
              if r["config"].startswith("sweep") and r["kind"] == kind
-             and r["backend"] == backend}
+             and r["backend"] == backend and r["cell"] == "plain"}
     flat = [v for k, v in sweep.items() if k >= FLAT_FROM]
     if len(flat) < 2:
         return None, sweep
     return max(flat) / min(flat), sweep
 
 
+ISSUE9_TARGETS = (  # (config, cell, train-step limit in ms), numba backend
+    ("S", "MD_LSTM", 0.8), ("S", "plain", 0.5), ("S", "stable", 0.7),
+    ("M", "MD_LSTM", 8.0), ("M", "plain", 6.0))
+
+
 def targets(rows):
-    """The issue's four targets (numba backend): [(name, measured, limit, unit, passed)]."""
-    def find(config, kind, backend="numba"):
+    """Issue 3's four targets and issue 9's train-step targets (numba backend):
+    [(name, measured, limit, unit, passed)]."""
+    def find(config, kind, backend="numba", cell="plain"):
         for r in rows:
-            if (r["config"], r["kind"], r["backend"]) == (config, kind, backend):
+            if (r["config"], r["kind"], r["backend"], r["cell"]) == (config, kind, backend,
+                                                                     cell):
                 return r
         return None
 
     out = []
+    for config, cell, limit in ISSUE9_TARGETS:
+        r = find(config, "train", cell=cell)
+        if r:
+            ms = r["median_s"] * 1e3
+            out.append((f"{config} train step, {cell}", ms, limit, "ms", ms <= limit))
     s, m, big = find("S", "train"), find("M", "train"), find("L", "fwdbwd")
     if s:
         out.append(("S train step", s["median_s"] * 1e3, 1.0, "ms", s["median_s"] * 1e3 <= 1.0))
@@ -382,6 +447,9 @@ def main(argv=None):
     ap.add_argument("--backends", default="numpy,numba,cupy",
                     help="comma list: numpy, numba, cupy (missing ones are skipped)")
     ap.add_argument("--configs", default="S,M,L,sweep", help="comma list of S, M, L, XL, sweep")
+    ap.add_argument("--cells", default=",".join(CELLS),
+                    help=f"comma list of cells timed at {', '.join(CELL_CONFIGS)}: "
+                         f"{', '.join(CELLS)}")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--repeats", type=int, default=9, help="timed runs per measurement")
     ap.add_argument("--budget", type=float, default=8.0,
@@ -397,16 +465,23 @@ def main(argv=None):
         raise ValueError(f"--repeats: expected a positive int, got {args.repeats}")
     if args.numba_threads < 1:
         raise ValueError(f"--numba-threads: expected a positive int, got {args.numba_threads}")
+    args.cells = tuple(args.cells.split(","))
+    for c in args.cells:
+        if c not in CELLS:
+            raise ValueError(f"--cells: expected names from {', '.join(CELLS)}, got {c!r}")
     if args.quick:
         args.configs, args.repeats = "S,sweep", min(args.repeats, 3)
     print(f"# loadavg before: {os.getloadavg()}")
     extra = {}
     if "numba" in args.backends.split(",") and not args.no_compile:
-        jit = jit_compile_seconds(args.dtype)
+        jit = jit_compile_seconds(args.dtype, args.cells)
         if jit is not None:
-            extra["jit_cold_s"], extra["jit_cached_s"] = jit
-            print(f"# numba JIT ({args.dtype}, fresh process, tiny fwd+bwd incl. imports): "
-                  f"{jit[0]:.1f} s with an empty cache (compile), {jit[1]:.1f} s from the cache")
+            extra["jit_s"] = jit
+            for cell, (cold, cached) in jit.items():
+                print(f"# numba JIT {cell:<9} ({args.dtype}, fresh process, tiny fwd+bwd): "
+                      f"{cold:5.1f} s with an empty cache (compile), {cached:4.1f} s from "
+                      f"the cache")
+            print("#   (the first cell's times include the imports; MD_LSTM's cell is ln_fixed)")
     print(HEADER)
     rows, peak = run(args)
     lines = summary(rows)

@@ -43,7 +43,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def warm_jit():
     """Compile (or load from numba's cache) both dtypes once, outside the timed examples."""
     for dt in ("float32", "float64"):
-        layer = MDLSTM(1, 2, ndim=2, backend="numba", dtype=dt)
+        layer = MDLSTM(1, 2, ndim=2, cell="graves", backend="numba", dtype=dt)
         p = layer.init_params(np.random.default_rng(0))
         out, cache = layer.forward(p, np.ones((2, 2, 2, 1), dtype=dt))
         layer.backward(out, cache, return_state=True)
@@ -76,8 +76,8 @@ def pair(C, H, n, dt, fuse_bytes=None, **kw):
     be = NumbaBackend()
     if fuse_bytes is not None:
         be.fuse_bytes = fuse_bytes
-    return (MDLSTM(C, H, ndim=n, backend="numpy", dtype=dt, **kw),
-            MDLSTM(C, H, ndim=n, backend=be, dtype=dt, **kw))
+    return (MDLSTM(C, H, ndim=n, cell="graves", backend="numpy", dtype=dt, **kw),
+            MDLSTM(C, H, ndim=n, cell="graves", backend=be, dtype=dt, **kw))
 
 
 def compare_layers(ref, fast, p, x, dout, dt, **kw):
@@ -138,8 +138,9 @@ def test_equals_numpy(S, B, H, C, dt, state, masked, seed, fuse_bytes):
 def test_batch_chunks_on_threads_equal_numpy(dt, threads):
     """The sweep split over batch chunks on Python threads (forced on a small grid)."""
     rng = np.random.default_rng(11)
-    ref = MDLSTM(2, 3, ndim=2, backend="numpy", dtype=dt)
-    fast = MDLSTM(2, 3, ndim=2, backend=NumbaBackend(threads=threads, min_work=0), dtype=dt)
+    ref = MDLSTM(2, 3, ndim=2, cell="graves", backend="numpy", dtype=dt)
+    fast = MDLSTM(2, 3, ndim=2, cell="graves",
+                  backend=NumbaBackend(threads=threads, min_work=0), dtype=dt)
     p = ref.init_params(rng)
     B = 5
     x = rng.standard_normal((B, 4, 3, 2)).astype(dt)
@@ -150,7 +151,7 @@ def test_batch_chunks_on_threads_equal_numpy(dt, threads):
 
 def _hot_backward_result(be, B, x_w=True):
     """The raw result of the numba hot backward for a small 2-D layer on backend ``be``."""
-    layer = MDLSTM(2, 3, ndim=2, backend=be, dtype="float64")
+    layer = MDLSTM(2, 3, ndim=2, cell="graves", backend=be, dtype="float64")
     rng = np.random.default_rng(4)
     p = layer.init_params(rng)
     out, cache = layer.forward(p, rng.standard_normal((B, 3, 4, 2)))
@@ -198,7 +199,7 @@ def test_threads_argument_is_checked():
 def test_forward_leaves_the_callers_arrays_alone():
     """The hot loop overwrites zx, which the layer builds for it; x and params stay as given."""
     rng = np.random.default_rng(12)
-    layer = MDLSTM(2, 3, ndim=2, backend="numba", dtype="float64")
+    layer = MDLSTM(2, 3, ndim=2, cell="graves", backend="numba", dtype="float64")
     p = layer.init_params(rng)
     x = rng.standard_normal((2, 3, 3, 2))
     x0, p0 = x.copy(), {k: v.copy() for k, v in p.items()}
@@ -234,7 +235,7 @@ def test_larger_grid_float32():
 ])
 def test_finite_differences_on_numba(n, shape, kw):
     rng = np.random.default_rng(7)
-    layer = MDLSTM(2, 2, ndim=n, backend="numba", dtype="float64")
+    layer = MDLSTM(2, 2, ndim=n, cell="graves", backend="numba", dtype="float64")
     p = layer.init_params(rng)
     p["b"] = p["b"] + rng.standard_normal(p["b"].shape)
     x = rng.standard_normal((2, *shape, 2))
@@ -276,7 +277,9 @@ def test_tanh_within_a_few_ulp(dt):
     assert _tanh(dt(np.inf)) == 1 and _tanh(dt(-np.inf)) == -1
 
 
-def test_fast_sweep_covers_only_the_plain_graves_cell():
+def test_graves_cell_has_its_own_kernels_and_a_subclass_falls_back():
+    """Graves' plain cell runs numba_kernels.py's sweep (every other cell: test_numba_cells.py);
+    a subclass of a registered cell is a different cell: the reference sweep."""
     be = get_backend("numba")
     assert be.sweep_for(GravesCell()).name == "numba-graves"
     assert be.sweep_for(GravesCell(), masked=True).name == "numba-graves"
@@ -294,8 +297,8 @@ def test_runs_with_jit_disabled():
         from mdlstm_np.mdlstm import MDLSTM
         rng = np.random.default_rng(0)
         for dt, tol in (("float64", 1e-12), ("float32", 1e-5)):
-            ref = MDLSTM(2, 3, ndim=2, backend="numpy", dtype=dt)
-            fast = MDLSTM(2, 3, ndim=2, backend="numba", dtype=dt)
+            ref = MDLSTM(2, 3, ndim=2, cell="graves", backend="numpy", dtype=dt)
+            fast = MDLSTM(2, 3, ndim=2, cell="graves", backend="numba", dtype=dt)
             p = ref.init_params(rng)
             x = rng.standard_normal((2, 3, 2, 2)).astype(dt)
             h0 = rng.standard_normal((2, 3)).astype(dt)

@@ -98,3 +98,36 @@ def test_one_convention_in_every_module(path):
     known = forward(labels(text)) | forward(REFERENCE) | {"1a", "1b", "0"}
     for lab in backward(labels(text)):
         assert lab[:-1] in known, f"{path}: {lab} reverses no forward step"
+
+
+# every numba cell kernel (numba_cells.py: the cell's row functions and the helpers they call)
+# carries every label of its reference cell module
+NUMBA_CELLS = {
+    "layernorm": ("ln_forward", "ln_backward"),
+    "stable": ("stable_forward", "stable_backward", "_mixture", "_mixture_backward"),
+    "leakylp": ("leakylp_forward", "leakylp_backward", "_mixture", "_mixture_backward"),
+    "peephole": ("peephole_forward", "peephole_backward"),
+}
+
+
+@pytest.mark.parametrize("module", sorted(NUMBA_CELLS))
+def test_numba_cell_kernels_carry_every_label_of_their_cell(module):
+    pytest.importorskip("numba")
+    from mdlstm_np.backends import numba_cells
+
+    ref = labels(source(f"cells/{module}.py"))
+    text = "".join(inspect.getsource(getattr(numba_cells, f).py_func)
+                   for f in NUMBA_CELLS[module])
+    assert ref, module
+    assert ref <= labels(text), ref - labels(text)
+
+
+def test_numba_driver_carries_the_sweeps_labels():
+    """The one driver of every numba cell sweep: the sweep's own steps, the cell's left open."""
+    pytest.importorskip("numba")
+    from mdlstm_np.backends import numba_driver
+
+    fwd = labels(inspect.getsource(numba_driver.forward_template))
+    bwd = labels(inspect.getsource(numba_driver.backward_template))
+    assert {"1b", "5"} <= forward(fwd)
+    assert {"1b'", "5'", "1a'"} <= backward(bwd)

@@ -1,9 +1,10 @@
-"""The numba backend: the numpy reference plus a jitted hot loop for Graves' MD-LSTM sweep.
+"""The numba backend: the numpy reference plus jitted hot loops for every cell's sweep.
 
-Everything is the numpy backend except the sweep of the plain Graves cell (the MD-LSTM and
-the SD baselines, which are the same engine with n = 1): it runs in one jitted function
-(``numba_kernels.py``), forward and backward, with or without a sizes mask, registered in
-``fast_sweeps``. Other cells (peepholes, layer norm, stable, leakylp) run the reference sweep.
+Everything is the numpy backend except the sweeps, registered in ``fast_sweeps``: the plain
+Graves cell (the MD-LSTM and the SD baselines, which are the same engine with n = 1) runs in
+its own two jitted functions (``numba_kernels.py``, described below); every other cell (layer
+norm, stable, leakylp, peepholes) runs ``NumbaCellSweep``: one driver for all of them
+(``numba_driver.py``) specialised with the cell's pointwise functions (``numba_cells.py``).
 
 What the hot loop stores for the backward pass (``NumbaSweep``), per cell and sample:
 h, c (the layer's own (N+1, B, H) stores), the gate activations act (G = (n+3)·H) and
@@ -128,10 +129,16 @@ class NumbaBackend(Backend):
             raise ValueError(f"threads: expected a positive int, got {threads!r}")
         self.threads, self.min_work = threads, int(min_work)
         self._graves = NumbaGravesSweep(self)
+        self._cells = None
 
     def fast_sweeps(self) -> dict:
-        """Graves' plain cell (the MD-LSTM and the SD baselines), masked or not."""
-        return {GravesCell: self._graves}
+        """Every cell, masked or not: Graves' plain cell (the MD-LSTM and the SD baselines) in
+        its own kernels, the others through the one driver of ``numba_driver.py``."""
+        if self._cells is None:  # imported on first use: jitting is lazy, importing is not free
+            from .numba_cells import KERNELS
+
+            self._cells = {cls: NumbaCellSweep(self, kern) for cls, kern in KERNELS.items()}
+        return {GravesCell: self._graves, **self._cells}
 
     def kernel_plan(self, plan) -> KernelPlan:
         """The kernels' form of a device plan (bounded per-shape cache)."""
@@ -247,6 +254,113 @@ class NumbaGravesSweep:
                 dx_w.reshape(dx_w.shape[0] * dx_w.shape[1], C), fuse, be.fuse_rows(G, dt),
                 gate_offsets(layout))
         be.run(backward_sweep, args, N, B, G)
+        if not want_state:
+            dh0 = dc0 = None
+        fused = None
+        if fuse:  # 1a' done in the kernel
+            fused = FusedWeightGrads(W=gW.astype(dt), U=gU.astype(dt), b=gb.astype(dt),
+                                     dx_w=dx_w)
+        return SweepResult(dZ, dh0, dc0, fused)
+
+
+class NumbaCellCache(NamedTuple):
+    """A ``NumbaCellSweep`` forward's cache (``MDLSTMCache.sweep_cache``)."""
+
+    h: Any        # (N+1, B, H) hidden states, wavefront order, row N = boundary state
+    c: Any        # (N+1, B, H) cell states
+    act: Any      # (N, B, G) what the cell kept of its gates (the layer's zx, overwritten)
+    X: Any        # (N·B, nx, H) the cell's per-row cache vectors (numba_cells.py)
+    Sc: Any       # (N·B, ns) the cell's per-row cache scalars
+    mask: Any     # (N·B,) the mask the kernel used (ones without sizes)
+
+
+class NumbaCellSweep:
+    """The sweep contract (``mdlstm_np/sweep.py``) for any cell with a ``numba_cells`` entry:
+    the driver of ``numba_driver.py`` specialised with the cell's functions.
+
+    A cell with parameters of its own runs as one batch chunk (its gradient accumulators are
+    shared); the others may run as batch chunks on threads like the Graves sweep. Step 1a'
+    is fused into the backward for layers with a bias b (the layer-norm cells have none, and
+    ``MDLSTM.backward`` stores every field of ``FusedWeightGrads``, b included)."""
+
+    supports_mask = True
+
+    def __init__(self, be: NumbaBackend, kernels):
+        self.be, self.k = be, kernels
+        self.name = f"numba-{kernels.name}"
+
+    def _gates(self, layout) -> np.ndarray:
+        names = dict(layout.blocks)
+        return np.array([layout.offset(g) if g in names else -1 for g in self.k.gates],
+                        dtype=np.int64)
+
+    def _params(self, cell, params, dt) -> tuple:
+        return self.k.pack(cell, params, dt) or (np.empty(0, dtype=dt),)
+
+    def _run(self, kernel, args, N, B, G):
+        if self.k.params:  # shared gradient accumulators: one chunk
+            _scipy_blas_one_thread()
+            kernel(*args, 0, B)
+        else:
+            self.be.run(kernel, args, N, B, G)
+
+    def forward(self, *, cell, layout, plan, zx, params, h, c, mask=None) -> NumbaCellCache:
+        """Fills h, c (N+1, B, H) in place; zx (N, B, G) is consumed (overwritten with what
+        the cell keeps of its gates)."""
+        kp = self.be.kernel_plan(plan)
+        N, B, G = zx.shape
+        H = h.shape[2]
+        n = kp.pred_all.shape[0]
+        dt = zx.dtype
+        m = (np.ones(N * B, dtype=dt) if mask is None
+             else np.ascontiguousarray(mask, dtype=dt).reshape(N * B))
+        act = np.ascontiguousarray(zx)
+        if not act.flags.writeable:
+            act = act.copy()
+        nx, ns = self.k.aux(n)
+        X = np.empty((N * B, nx, H), dtype=dt)
+        Sc = np.empty((N * B, ns), dtype=dt)
+        args = (act.reshape(N * B, G), np.ascontiguousarray(params["U"]),
+                h.reshape((N + 1) * B, H), c.reshape((N + 1) * B, H), X, Sc, kp.bounds,
+                kp.pred_all, m, self._params(cell, params, dt), self._gates(layout))
+        self._run(self.k.forward, args, N, B, G)
+        return NumbaCellCache(h, c, act, X, Sc, m)
+
+    def backward(self, *, cell, layout, plan, dout_w, cache: NumbaCellCache, params, grads,
+                 want_state, mask=None, x_w=None) -> SweepResult:
+        """dout_w (N, B, H) -> SweepResult; adds the cell's own gradients into ``grads``."""
+        be = self.be
+        kp = be.kernel_plan(plan)
+        N, B, G = cache.act.shape
+        H = cache.h.shape[2]
+        n = kp.pred_all.shape[0]
+        dt = cache.act.dtype
+        dZ = np.empty((N, B, G), dtype=dt)
+        DCP = np.empty((N * B, n, H), dtype=dt)
+        dh0 = np.zeros((B, H), dtype=dt)
+        dc0 = np.zeros((B, H), dtype=dt)
+        P = self._params(cell, params, dt)
+        dP = tuple(np.zeros(P[i].shape) for i in range(len(self.k.params))) or (np.zeros(0),)
+        fuse = bool(x_w is not None and "b" in params
+                and (bool(self.k.params) or be.chunks(N, B, G) == 1))
+        C = x_w.shape[2] if fuse else 0
+        xw = (np.ascontiguousarray(x_w, dtype=dt).reshape(N * B, C) if fuse
+              else np.empty((0, 0), dtype=dt))
+        WT = np.ascontiguousarray(params["W"].T) if fuse else np.empty((0, 0), dtype=dt)
+        gU = np.zeros((n * H if fuse else 0, G))  # float64 accumulators
+        gW = np.zeros((C, G))
+        gb = np.zeros(G if fuse else 0)
+        dx_w = np.empty((N, B, C) if fuse else (0, 0, 0), dtype=dt)
+        args = (np.ascontiguousarray(dout_w).reshape(N * B, H),
+                np.ascontiguousarray(params["U"].T), cache.h.reshape((N + 1) * B, H),
+                cache.c.reshape((N + 1) * B, H), cache.act.reshape(N * B, G), cache.X,
+                cache.Sc, kp.bounds, kp.pred_all, kp.succ_all, cache.mask,
+                dZ.reshape(N * B, G), DCP, dh0, dc0, bool(want_state),
+                P, self._gates(layout), dP, xw, WT, gU, gW, gb,
+                dx_w.reshape(dx_w.shape[0] * dx_w.shape[1], C), fuse, be.fuse_rows(G, dt))
+        self._run(self.k.backward, args, N, B, G)
+        for key, g in zip(self.k.params, dP):
+            grads[key] = grads[key] + g.astype(dt).reshape(params[key].shape)
         if not want_state:
             dh0 = dc0 = None
         fused = None
