@@ -139,11 +139,17 @@ def _nonfinite_culprit(be, loss, grads) -> str:
     return "?"
 
 
+def _inner_layer(rnn):
+    """The MDLSTM doing the work: the SD baselines wrap one (``.lstm``), the multi-directional
+    layer shares one (``.layer``)."""
+    return getattr(rnn, "lstm", None) or getattr(rnn, "layer", None) or rnn
+
+
 def model_settings(model) -> dict:
     """What identifies a :class:`~mdlstm_np.experiment.models.Model` in a checkpoint: its
     name, layer class, sizes, cell and dtype (JSON-able)."""
     rnn = model.rnn
-    layer = getattr(rnn, "lstm", rnn)                    # the SD baselines wrap a 1-D MDLSTM
+    layer = _inner_layer(rnn)
     cell = getattr(layer, "cell", None)
     return {"model": getattr(model, "name", "model"), "layer": type(rnn).__name__,
             "in_channels": getattr(rnn, "in_channels", None), "hidden": rnn.hidden,
@@ -155,8 +161,7 @@ def model_settings(model) -> dict:
 def sweep_name(model) -> str:
     """Which sweep runs the model's recurrent layer on its backend: "reference" or a fast one
     ("numba-graves", "cupy-graves", ...)."""
-    layer = getattr(model.rnn, "lstm", model.rnn)
-    cell = getattr(layer, "cell", None)
+    cell = getattr(_inner_layer(model.rnn), "cell", None)
     if cell is None:
         return "unknown"
     return getattr(model.be.sweep_for(cell), "name", "unknown")
