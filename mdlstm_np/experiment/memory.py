@@ -2,7 +2,7 @@
 
 The estimate (bytes, numpy reference sweep; one training step = forward, backward, Adam):
 
-    M = D · s · B · N · H · k  +  48 · B · N  +  2048 · F · D  +  256 KiB
+    M = D · s · B · N · H · k  +  48 · B · N  +  2048 · F · D  +  8 · s · P  +  256 KiB
 
     D  directions (1 for the one-direction layers, 2ⁿ for a four-direction 2-D layer)
     s  bytes per number: 4 (float32) or 8 (float64)
@@ -16,7 +16,9 @@ The estimate (bytes, numpy reference sweep; one training step = forward, backwar
     2048·F·D     the per-wavefront bookkeeping (index arrays, small per-step arrays); F is the
                  number of wavefronts: S₁+…+Sₙ−n+1 for an n-D layer, W for the row-by-row
                  baseline (its rows run in parallel), H·W for the snake (one cell per step)
-    256 KiB      fixed: parameters, Adam's moments, the plan's tables for small grids
+    8·s·P        the P parameters: θ, Adam's m and v, the gradient and the update's
+                 temporaries (matters for a wide layer: P grows as H²)
+    256 KiB      fixed: the plan's tables for small grids, Python objects
 
 ``tests/test_memory.py`` measures the peak with ``tracemalloc`` (which sees numpy's allocations)
 for several grids, batches, widths, cells and dtypes and checks peak ≤ M ≤ 2·peak. The numba and
@@ -34,17 +36,18 @@ FIXED_BYTES = 256 * 1024
 
 def estimate_training_bytes(*, grid: Tuple[int, ...], batch: int, hidden: int, gates: float,
                             layer_norm: bool, directions: int = 1, itemsize: int = 4,
-                            wavefronts: int = None) -> int:
+                            wavefronts: int = None, params: int = 0) -> int:
     """The formula of the module docstring (see there); returns bytes as an int.
 
     grid : the grid's side lengths (S₁, …, Sₙ); gates : g = G/H; itemsize : 4 or 8.
-    wavefronts : F, default S₁+…+Sₙ−n+1. Big numbers stay exact (Python ints), no overflow.
+    wavefronts : F, default S₁+…+Sₙ−n+1; params : P, the number of parameters.
+    Big numbers stay exact (Python ints), no overflow.
     """
     N = math.prod(int(s) for s in grid)
     F = wavefronts if wavefronts is not None else sum(int(s) for s in grid) - len(grid) + 1
     k = 5 * gates + (10 if layer_norm else 0)
     return int(directions * itemsize * batch * N * hidden * k + 48 * batch * N
-               + 2048 * F * directions + FIXED_BYTES)
+               + 2048 * F * directions + 8 * itemsize * params + FIXED_BYTES)
 
 
 def estimate_model_bytes(model, grid: Tuple[int, ...], batch: int) -> int:
@@ -66,9 +69,19 @@ def estimate_model_bytes(model, grid: Tuple[int, ...], batch: int) -> int:
     elif kind == "HorizontalSDLSTM":
         wavefronts = grid[-1]
     itemsize = 8 if str(model.dtype) == "float64" else 4
+    nparams = parameter_count(model)
     return estimate_training_bytes(grid=tuple(grid), batch=batch, hidden=hidden, gates=gates,
                                    layer_norm=layer_norm, directions=directions,
-                                   itemsize=itemsize, wavefronts=wavefronts)
+                                   itemsize=itemsize, wavefronts=wavefronts, params=nparams)
+
+
+def parameter_count(model) -> int:
+    """The number of parameters of a model (from ``param_shapes``, nothing allocated)."""
+    total = 0
+    for part in (model.rnn, getattr(model, "head", None)):
+        shapes = part.param_shapes() if hasattr(part, "param_shapes") else {}
+        total += sum(math.prod(s) for s in shapes.values())
+    return total
 
 
 def _read_int(path):
