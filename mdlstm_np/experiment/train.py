@@ -158,6 +158,13 @@ def model_settings(model) -> dict:
             "head": type(model.head).__name__, "dtype": model.dtype}
 
 
+def run_settings(model, *, steps, batch, size, lr, seed) -> dict:
+    """What a checkpoint of :func:`train` records and a resume must match (``steps`` apart):
+    :func:`model_settings` plus the training settings."""
+    return {**model_settings(model), "steps": int(steps), "batch": int(batch),
+            "size": int(size), "lr": float(lr), "seed": int(seed), "optimizer": "Adam"}
+
+
 def sweep_name(model) -> str:
     """Which sweep runs the model's recurrent layer on its backend: "reference" or a fast one
     ("numba-graves", "cupy-graves", ...)."""
@@ -250,8 +257,7 @@ def train(model, *, steps: int = 1000, batch: int = 16, size: int = 8, lr: float
         raise ValueError("resume: expected a checkpoint path to resume from, got none")
     be, xp = model.be, model.be.xp
     name = getattr(model, "name", "model")
-    settings = {**model_settings(model), "steps": steps, "batch": batch, "size": size, "lr": lr,
-                "seed": seed, "optimizer": "Adam"}
+    settings = run_settings(model, steps=steps, batch=batch, size=size, lr=lr, seed=seed)
 
     init_ss, data_ss = np.random.SeedSequence(seed).spawn(2)
     params = model.init_params(np.random.default_rng(init_ss))
