@@ -37,51 +37,33 @@ import datetime
 import os
 import signal
 import sys
-from decimal import Decimal, InvalidOperation
 
 import numpy as np
 
+from mdlstm_np.experiment.cli import MAX_STEPS, OneLineParser
+from mdlstm_np.experiment.cli import fail as _fail
+from mdlstm_np.experiment.cli import parse_integer as integer
+
 PROG = "demo.py"
-MAX_STEPS = 10 ** 9
 RESULT_PATTERNS = ("out_*.tsv", "checkpoint_*.npz", "losses_*.png", "predictions_*.png")
 # Tests only: "SIGINT:7" sends SIGINT to this process when its 7th training step (counted over
 # all models trained by this process) is done, so an interruption lands at a known step.
 SIGNAL_HOOK = "MDLSTM_NP_DEMO_SIGNAL_AT"
 
 
-class _Parser(argparse.ArgumentParser):
+class _Parser(OneLineParser):
     """argparse, but errors are one line (``demo.py: error: ...``) and exit status 2."""
-
-    def error(self, message):
-        fail(message)
 
 
 def fail(message: str, status: int = 2):
-    print(f"{PROG}: error: {message}".replace("\n", " "), file=sys.stderr)
-    sys.exit(status)
-
-
-def integer(text: str) -> int:
-    """An integer flag: "1000", also "1e8" or "2.0" when the value is a whole number."""
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        d = Decimal(text)
-    except InvalidOperation:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if not d.is_finite() or d != d.to_integral_value():
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
-    return int(d)
+    _fail(PROG, message, status)
 
 
 def number(text: str) -> float:
     try:
-        v = float(text)
+        return float(text)          # range checked with the other settings (also on --resume)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    return v
 
 
 SETTINGS = ("model", "backend", "steps", "size", "batch", "hidden", "lr", "seed", "dtype", "ln",

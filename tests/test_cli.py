@@ -127,4 +127,4 @@ def test_demo3d_stops_on_a_nonfinite_loss_with_exit_1(tmp_path, monkeypatch, cap
     err = capsys.readouterr().err
     assert "not finite" in err and "step 3" in err
     assert out.stat().st_size > 0                              # the two good steps, plotted
-    assert os.listdir(tmp_path) == ["d3.png"]
+    assert sorted(os.listdir(tmp_path)) == ["d3.config.json", "d3.png"]   # and its record

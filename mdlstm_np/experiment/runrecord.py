@@ -77,24 +77,27 @@ def _probe_writable(folder: str) -> None:
 
 
 def prepare_output(folder: str, *, patterns: Iterable[str], need_bytes: int,
-                   overwrite: bool = False, resume: bool = False, flag: str = "out") -> None:
+                   overwrite: bool = False, resume: bool = False, flag: str = "out",
+                   config_name: str = CONFIG, can_resume: bool = True) -> None:
     """Check and ready ``folder`` for a run that writes about ``need_bytes`` bytes of files
-    named by ``patterns`` (fnmatch patterns, e.g. ``"out_*.tsv"``; ``config.json`` always).
+    named by ``patterns`` (fnmatch patterns, e.g. ``"out_*.tsv"``) and its record
+    ``config_name``.
 
     Raises :class:`OutputError` (nothing changed on disk) when the folder cannot be created
     or written, has less than ``need_bytes`` free, or holds another run's results while
-    neither ``overwrite`` nor ``resume`` is set. ``flag`` names the option in messages.
+    neither ``overwrite`` nor ``resume`` is set. ``flag`` names the option in messages;
+    ``can_resume``: the program has ``--resume`` (the refusal suggests it).
     """
-    patterns = (CONFIG, *patterns)
+    patterns = (config_name, *patterns)
     shown = repr(folder)
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise OutputError(f"{flag}: {shown} exists and is not a folder")
     existing = results_in(folder, patterns)
     if existing and not (overwrite or resume):
         listed = ", ".join(existing[:4]) + (", ..." if len(existing) > 4 else "")
+        hint = f", --resume {folder} to continue that run," if can_resume else ""
         raise OutputError(f"{flag}: {shown} holds another run's results ({listed}); give "
-                          f"--overwrite to replace them, --resume {folder} to continue that "
-                          f"run, or another --{flag}")
+                          f"--overwrite to replace them{hint} or another --{flag}")
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as e:
@@ -120,14 +123,14 @@ def prepare_output(folder: str, *, patterns: Iterable[str], need_bytes: int,
                 pass
 
 
-def write_config(folder: str, config: dict) -> str:
-    """Write ``config`` as ``folder/config.json`` (atomically, sorted keys); returns the path."""
+def write_config(folder: str, config: dict, name: str = CONFIG) -> str:
+    """Write ``config`` as ``folder/name`` (atomically, sorted keys); returns the path."""
     def writer(tmp):
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(config, f, indent=2, sort_keys=True)
             f.write("\n")
 
-    return atomic_write(os.path.join(folder, CONFIG), writer, suffix=".json")
+    return atomic_write(os.path.join(folder, name), writer, suffix=".json")
 
 
 def read_config(folder: str) -> dict:
