@@ -37,6 +37,7 @@ import datetime
 import os
 import signal
 import sys
+import time
 
 import numpy as np
 
@@ -185,23 +186,35 @@ class _Stop:
         self.count += 1
         if self.hook is not None and self.count == self.hook[1]:
             os.kill(os.getpid(), self.hook[0])
+            for _ in range(1000):            # let Python run the handler before we look
+                if self.signum is not None:
+                    break
+                time.sleep(0.001)
         return self.signum is not None
 
 
 def main(argv=None) -> int:
+    """Run the demo with ``argv`` (default ``sys.argv[1:]``); returns the exit status (bad
+    input exits with 2 through SystemExit)."""
     args, given = parse_args(argv)
+    stop = _Stop()
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _main(args, given, stop)
+    finally:                               # a caller (a test) gets its own handlers back
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _main(args, given, stop) -> int:
     from mdlstm_np.backends import get_backend
     from mdlstm_np.experiment.checkpoint import (CheckpointError, check_matches,
-                                                 load_checkpoint)
+                                                 load_checkpoint, rows_before)
     from mdlstm_np.experiment.memory import check_memory, estimate_model_bytes
     from mdlstm_np.experiment.models import build_model
     from mdlstm_np.experiment.runrecord import (OutputError, command_line, prepare_output,
                                                read_config, versions, write_config)
-    from mdlstm_np.experiment.train import model_settings, run_settings, sweep_name
-
-    stop = _Stop()
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    from mdlstm_np.experiment.train import model_settings, read_tsv, run_settings, sweep_name
 
     # ---- settings: the flags, or the recorded run's (one line, exit 2, on the first problem)
     if args.resume is not None:
@@ -259,11 +272,14 @@ def main(argv=None) -> int:
             if os.path.exists(ckpt_path[name]):
                 try:
                     params = model.init_params(np.random.default_rng(0))
-                    check_matches(load_checkpoint(ckpt_path[name]), model_name=name,
-                                  settings=run_settings(model, **train_kw), params=params,
-                                  be=be, dtype=model.dtype)
+                    ckpt = load_checkpoint(ckpt_path[name])
+                    check_matches(ckpt, model_name=name, settings=run_settings(model, **train_kw),
+                                  params=params, be=be, dtype=model.dtype)
+                    rows_before(ckpt, read_tsv(tsv_path[name], partial_ok=True), tsv_path[name])
                 except CheckpointError as e:
                     fail(str(e))
+                except (OSError, ValueError) as e:
+                    fail(f"resume: the log {tsv_path[name]} cannot be read ({e})")
     try:
         prepare_output(out, patterns=RESULT_PATTERNS, overwrite=args.overwrite,
                        resume=args.resume is not None,

@@ -6,12 +6,16 @@ checkpoint or the new one, never half of one. Its entries (plain ``.npy`` arrays
 
     meta                 uint8 (n,)   UTF-8 JSON: format, version, model name and settings,
                                       step (steps completed), dtype, package version, the
-                                      optimiser's kind/hyper-parameters/step count and the data
-                                      generator's ``bit_generator.state``
+                                      optimiser's kind/hyper-parameters/step count, the data
+                                      generator's ``bit_generator.state``, and the number of
+                                      rows logged so far with the last one ("rows",
+                                      "last_row"), to check the log against on resume
     param/<key>          the model's parameters after ``step`` steps, host numpy, model dtype
     init/<key>           the parameters before step 0 (for the "before training" figures)
     opt/<slot>/<key>     the optimiser's arrays (Adam: m, v; SGD: u), host numpy
-    rows                 float64 (n, 4), the logged rows so far, columns ``train.COLUMNS``
+
+The logged rows themselves stay in the run's TSV (flushed before every checkpoint): a
+checkpoint's size does not grow with the run, so writing one every 100 steps stays cheap.
 
 Arrays are stored on the host, so a checkpoint written by one backend loads on any other
 (``be.asarray`` moves them); the values are the exact bits, so a resumed run continues bit for
@@ -29,7 +33,7 @@ import json
 import os
 import zipfile
 from dataclasses import dataclass, field
-from typing import Dict, List
+from typing import Dict
 
 import numpy as np
 
@@ -37,7 +41,6 @@ from .atomic import atomic_write
 
 FORMAT = "mdlstm_np checkpoint"
 VERSION = 1
-ROW_COLUMNS = ("steps", "overall_loss", "time", "relevant_loss")
 
 
 class CheckpointError(ValueError):
@@ -53,7 +56,8 @@ class Checkpoint:
     initial_params : {key: array} before step 0 (may be empty)
     optimizer      : the optimiser's ``state_dict()`` with host arrays
     rng_state      : the data generator's ``bit_generator.state`` (a dict)
-    rows           : the logged rows, dicts with ``ROW_COLUMNS``
+    n_rows, last_row : how many rows were logged before ``step``, and the last (a dict or
+                     None)
     """
 
     meta: dict
@@ -61,8 +65,15 @@ class Checkpoint:
     initial_params: Dict[str, np.ndarray] = field(default_factory=dict)
     optimizer: dict = field(default_factory=dict)
     rng_state: dict = field(default_factory=dict)
-    rows: List[dict] = field(default_factory=list)
     path: str = ""
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.meta.get("rows", 0))
+
+    @property
+    def last_row(self):
+        return self.meta.get("last_row")
 
     @property
     def step(self) -> int:
@@ -84,7 +95,8 @@ def save_checkpoint(path: str, *, be, model_name: str, settings: dict, step: int
     step           : steps completed; params: {key: backend array}
     optimizer      : an object with ``state_dict()`` (``optim.Adam``, ``optim.SGD``)
     rng            : the data ``numpy.random.Generator`` (its state is stored, not advanced)
-    rows           : logged rows (dicts with ``ROW_COLUMNS``); initial_params: {key: array}
+    rows           : the rows logged so far (only their number and the last are kept);
+    initial_params : {key: array}
     extra          : more JSON-able metadata
     Raises OSError if the file cannot be written (then ``path`` is unchanged).
     """
@@ -98,15 +110,14 @@ def save_checkpoint(path: str, *, be, model_name: str, settings: dict, step: int
             "dtype": dtypes[0] if len(dtypes) == 1 else dtypes,
             "optimizer": {"kind": opt["kind"], "hyper": opt["hyper"], "t": opt["t"],
                           "slots": sorted(opt["slots"])},
-            "rng": rng.bit_generator.state, **(extra or {})}
+            "rng": rng.bit_generator.state, "rows": len(rows),
+            "last_row": dict(rows[-1]) if len(rows) else None, **(extra or {})}
     arrays = {"meta": np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"),
                                     dtype=np.uint8)}
     arrays.update({f"param/{k}": v for k, v in params.items()})
     arrays.update({f"init/{k}": np.asarray(v) for k, v in (initial_params or {}).items()})
     for slot, slot_arrays in opt["slots"].items():
         arrays.update({f"opt/{slot}/{k}": v for k, v in _host(be, slot_arrays).items()})
-    arrays["rows"] = np.array([[r[c] for c in ROW_COLUMNS] for r in rows],
-                              dtype=np.float64).reshape(-1, len(ROW_COLUMNS))
 
     def writer(tmp):
         with open(tmp, "wb") as f:
@@ -139,7 +150,6 @@ def load_checkpoint(path: str) -> Checkpoint:
     if meta.get("version") != VERSION:
         raise CheckpointError(f"checkpoint {path}: format version {meta.get('version')!r}, "
                               f"this package reads version {VERSION}")
-    rows = data.pop("rows", np.zeros((0, len(ROW_COLUMNS))))
     out = Checkpoint(meta=meta, params={}, path=path)
     slots = {}
     for name, a in data.items():
@@ -155,12 +165,22 @@ def load_checkpoint(path: str) -> Checkpoint:
     out.optimizer = {"kind": opt.get("kind"), "hyper": opt.get("hyper"), "t": opt.get("t"),
                      "slots": {s: slots.get(s, {}) for s in opt.get("slots", [])}}
     out.rng_state = meta.get("rng", {})
-    out.rows = [{"steps": int(r[0]), "overall_loss": float(r[1]), "time": float(r[2]),
-                 "relevant_loss": float(r[3])} for r in rows]
-    if not out.params or len(out.rows) > out.step:
+    if not out.params or not isinstance(meta.get("step"), int) or out.n_rows > out.step:
         raise CheckpointError(f"checkpoint {path}: inconsistent contents ({len(out.params)} "
-                              f"parameters, {len(out.rows)} rows for step {out.step})")
+                              f"parameters, {out.n_rows} rows for step {meta.get('step')!r})")
     return out
+
+
+def rows_before(ckpt: Checkpoint, rows, log: str = "the log"):
+    """The rows of a log that precede the checkpoint (``steps < ckpt.step``), checked against
+    it: their number and the last row must be what the checkpoint recorded (a log that lost
+    rows, or belongs to another run, is a :class:`CheckpointError`)."""
+    kept = [r for r in rows if r["steps"] < ckpt.step]
+    if len(kept) != ckpt.n_rows or (kept and kept[-1] != ckpt.last_row):
+        raise CheckpointError(f"checkpoint {ckpt.path}: {log} has {len(kept)} rows before "
+                              f"step {ckpt.step} that do not match the {ckpt.n_rows} it "
+                              f"recorded")
+    return kept
 
 
 def check_matches(ckpt: Checkpoint, *, model_name: str, settings: dict, params: dict, be,

@@ -40,7 +40,8 @@ from ..losses import mse, relevant_loss
 from ..optim import Adam
 from ..validate import check_positive_int
 from .atomic import atomic_write
-from .checkpoint import CheckpointError, check_matches, load_checkpoint, save_checkpoint
+from .checkpoint import (CheckpointError, check_matches, load_checkpoint, rows_before,
+                         save_checkpoint)
 from .tasks import random_diagonal
 
 COLUMNS = ("steps", "overall_loss", "time", "relevant_loss")
@@ -109,16 +110,30 @@ def write_tsv(rows: List[dict], path: str) -> str:
     return atomic_write(path, writer, suffix=".tsv")
 
 
-def read_tsv(path: str) -> List[dict]:
-    """Read a log written by :func:`write_tsv` back into rows."""
+def read_tsv(path: str, *, partial_ok: bool = False) -> List[dict]:
+    """Read a log written by :func:`write_tsv` (or appended by :func:`train`) back into rows.
+
+    partial_ok : ignore a last line cut short (a run killed while appending it).
+    Raises ValueError for a wrong header or a malformed row.
+    """
     with open(path, encoding="utf-8") as f:
         header = f.readline().rstrip("\n").split("\t")
         if tuple(header) != COLUMNS:
             raise ValueError(f"path: expected a header {COLUMNS}, got {tuple(header)}")
-        rows = []
-        for line in f:
+        lines = f.readlines()
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            if not line.endswith("\n"):
+                raise ValueError("the line is cut short")
             s, *vals = line.rstrip("\n").split("\t")
+            if len(vals) != len(COLUMNS) - 1:
+                raise ValueError(f"expected {len(COLUMNS)} columns, got {len(vals) + 1}")
             rows.append({"steps": int(s), **{k: float(v) for k, v in zip(COLUMNS[1:], vals)}})
+        except ValueError as e:
+            if partial_ok and i == len(lines) - 1:
+                break
+            raise ValueError(f"path: row {i + 1} of {path} is malformed ({e})") from None
     return rows
 
 
@@ -234,11 +249,15 @@ def train(model, *, steps: int = 1000, batch: int = 16, size: int = 8, lr: float
     checkpoint: if given, a checkpoint file (``checkpoint.py``) written every
                 ``checkpoint_every`` steps, at the end, and when ``should_stop`` stops the run
     resume    : continue from ``checkpoint`` (which must exist and match this model and these
-                settings; ``steps`` may differ): parameters, Adam's state, the data generator
-                and the rows so far are restored, and the TSV is rewritten with those rows. The
-                losses then equal an uninterrupted run's bit for bit (same backend and dtype).
+                settings; ``steps`` may differ): parameters, Adam's state and the data
+                generator are restored; ``out_tsv``'s rows before the checkpoint's step are
+                checked against it, kept (rows logged after it, e.g. before a kill -9, are
+                dropped: those steps run again) and continued. The losses then equal an
+                uninterrupted run's bit for bit (same backend and dtype). Without ``out_tsv``
+                the result's rows start at the checkpoint.
     should_stop : called with the number of steps done after every step; True stops the run
-                there (a checkpoint is saved and the result has ``stopped=True``)
+                there (a checkpoint is saved and the result has ``stopped=True``); after the
+                last step the run is complete whatever it says
 
     Returns a :class:`TrainResult`. Raises :class:`TrainingDiverged` if the loss or a gradient
     is NaN/inf (it carries the last good parameters and the rows so far); TypeError/ValueError
@@ -279,7 +298,14 @@ def train(model, *, steps: int = 1000, batch: int = 16, size: int = 8, lr: float
             for s, arrs in ckpt.optimizer["slots"].items()}})
         data_rng.bit_generator.state = ckpt.rng_state
         initial = dict(ckpt.initial_params) or initial
-        rows, start = list(ckpt.rows), ckpt.step
+        if out_tsv is not None:
+            try:
+                logged = read_tsv(out_tsv, partial_ok=True)
+            except (OSError, ValueError) as e:
+                raise CheckpointError(f"checkpoint {checkpoint}: its log {out_tsv} cannot be "
+                                      f"read ({e})") from None
+            rows = rows_before(ckpt, logged, out_tsv)
+        start = ckpt.step
 
     def save(done):
         if checkpoint is not None:
@@ -320,7 +346,7 @@ def train(model, *, steps: int = 1000, batch: int = 16, size: int = 8, lr: float
                 bar.set_postfix(loss=f"{row['overall_loss']:.4f}",
                                 relevant=f"{row['relevant_loss']:.4f}", refresh=False)
             done = step + 1
-            if done < steps and should_stop is not None and should_stop(done):
+            if should_stop is not None and should_stop(done) and done < steps:
                 save(done)
                 stopped = True
                 break
