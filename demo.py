@@ -196,7 +196,9 @@ class _Stop:
 def main(argv=None) -> int:
     """Run the demo with ``argv`` (default ``sys.argv[1:]``); returns the exit status (bad
     input exits with 2 through SystemExit)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args, given = parse_args(argv)
+    args.argv = argv
     stop = _Stop()
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -288,10 +290,11 @@ def _main(args, given, stop) -> int:
     except OutputError as e:
         fail(str(e))
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    command = command_line(os.path.abspath(__file__), args.argv)
     if args.resume is not None:
-        config.setdefault("resumed", []).append({"at": now, "command": command_line()})
+        config.setdefault("resumed", []).append({"at": now, "command": command})
     else:
-        config = {"program": PROG, "command": command_line(), "cwd": os.getcwd(), "started": now,
+        config = {"program": PROG, "command": command, "cwd": os.getcwd(), "started": now,
                   "settings": {**settings, "out": out, "overwrite": args.overwrite},
                   "seed": s["seed"], "backend": be.name, "versions": versions(),
                   "resumed": []}

@@ -169,7 +169,9 @@ def parse_args(argv=None):
     ap.add_argument("--out", default="demo_out/demo3d.png",
                     help="the figure (PNG); its settings go beside it as <name>.config.json")
     ap.add_argument("--overwrite", action="store_true", help="replace an earlier run's figure")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = ap.parse_args(argv)
+    args.argv = argv
     if os.path.isdir(args.out) or not os.path.basename(args.out):
         ap.error(f"--out: expected a file name for the figure, got the folder {args.out!r}")
     return args
@@ -198,8 +200,10 @@ def preflight(args):
                        need_bytes=600_000, can_resume=False)
     except OutputError as e:
         fail(PROG, str(e))
-    config = {"program": PROG, "command": command_line(), "cwd": os.getcwd(),
-              "settings": vars(args), "seed": args.seed, "versions": versions(),
+    config = {"program": PROG, "command": command_line(os.path.abspath(__file__), args.argv),
+              "cwd": os.getcwd(),
+              "settings": {k: v for k, v in vars(args).items() if k != "argv"},
+              "seed": args.seed, "versions": versions(),
               "models": {k: {"backend": m.be.name, "dtype": m.dtype,
                              "sweep": m.be.sweep_for(_layer(m).cell).name,
                              "layer": type(m.rnn).__name__} for k, m in models.items()}}

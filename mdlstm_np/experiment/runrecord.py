@@ -149,6 +149,9 @@ def read_config(folder: str) -> dict:
     return config
 
 
-def command_line() -> List[str]:
-    """The command line as run: the interpreter and ``sys.argv``."""
-    return [sys.executable, *sys.argv]
+def command_line(script: str = None, argv=None) -> List[str]:
+    """The command line as run: the interpreter, the script and its arguments (default
+    ``sys.argv``; a program called in-process passes its own ``script`` and ``argv``)."""
+    if argv is None:
+        return [sys.executable, *sys.argv]
+    return [sys.executable, script or sys.argv[0], *argv]
