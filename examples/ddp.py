@@ -30,8 +30,8 @@ machine torch's default of 2 threads made a single-process 8×8 step ~60 ms inst
 torch.distributed.run sets OMP_NUM_THREADS=1 for its processes; for one process on a busy
 machine set it yourself (with --ln fixed: ~7-12 ms per step with it, ~40-60 ms without).
 --save PATH writes the final state_dict, the losses and the step times
-(``torch.save``), and the run's record beside it (PATH's stem + ``.config.json``: settings,
-world size, versions, command line); an existing PATH is replaced only with --overwrite.
+and the run's record under "config" (settings, world size, versions, command line) with
+``torch.save``; an existing PATH is replaced only with --overwrite.
 Before step 1: bad arguments, a --save folder that cannot be written or has no room, and a
 step that cannot fit in memory are each one line on stderr, exit status 2.
 """
@@ -79,9 +79,10 @@ def parse_args(argv):
                    help="steps left out of the timing (3)")
     p.add_argument("--log-every", type=integer(1), default=10)
     p.add_argument("--save", metavar="PATH",
-                   help="rank 0 writes state_dict, losses, times (and PATH's .config.json)")
+                   help="rank 0 writes state_dict, losses, times and the run's config")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier --save file")
     args = p.parse_args(argv)
+    args.argv = list(argv)
     if args.save is not None and (os.path.isdir(args.save) or not os.path.basename(args.save)):
         fail(f"--save: expected a file name, got the folder {args.save!r}")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -93,10 +94,11 @@ def preflight(args, world: int, rank: int):
     """Before step 1 (and before joining the process group): this process's share of the
     memory (``mdlstm_np/experiment/memory.py``, the engine's cache for batch/world samples),
     and on rank 0 the --save folder (created, written, room, no earlier file unless
-    --overwrite) and the run's record beside it. One line and exit 2 when something fails."""
+    --overwrite). Returns the run's record (settings, world size, versions, command line),
+    which --save stores as "config". One line and exit 2 when something fails."""
     from mdlstm_np.experiment.memory import check_memory, estimate_training_bytes
     from mdlstm_np.experiment.runrecord import (OutputError, command_line, prepare_output,
-                                               versions, write_config)
+                                               versions)
 
     hidden, n = args.hidden, 2
     need = estimate_training_bytes(grid=(args.size, args.size), batch=-(-args.batch // world),
@@ -111,19 +113,20 @@ def preflight(args, world: int, rank: int):
                           f"{args.batch}/{world}, hidden {hidden}, {args.dtype})")
     except MemoryError as e:
         fail(str(e))
+    config = {"program": PROG, "command": command_line(os.path.abspath(__file__), args.argv),
+              "cwd": os.getcwd(),
+              "settings": {k: v for k, v in vars(args).items() if k != "argv"}, "seed": args.seed, "world": world,
+              "versions": {**versions(), "torch": str(torch.__version__)}}
     if rank != 0 or args.save is None:
-        return
+        return config
     folder, name = os.path.dirname(os.path.abspath(args.save)), os.path.basename(args.save)
-    record = os.path.splitext(name)[0] + ".config.json"
     try:
-        prepare_output(folder, patterns=(name,), config_name=record, flag="save",
+        prepare_output(folder, patterns=(name,), config_name=name, flag="save",
                        overwrite=args.overwrite, can_resume=False,
                        need_bytes=600_000 + 64 * args.steps + 16 * hidden * hidden * 8)
     except OutputError as e:
         fail(str(e))
-    write_config(folder, {"program": PROG, "command": command_line(), "cwd": os.getcwd(),
-                          "settings": vars(args), "seed": args.seed, "world": world,
-                          "versions": {**versions(), "torch": torch.__version__}}, name=record)
+    return config
 
 
 def global_batch(seed: int, step: int, batch: int, size: int):
@@ -161,7 +164,8 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     distributed = "WORLD_SIZE" in os.environ  # set by torch.distributed.run
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    preflight(args, int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0)))
+    config = preflight(args, int(os.environ.get("WORLD_SIZE", 1)),
+                       int(os.environ.get("RANK", 0)))
     device = torch.device("cuda", local_rank) if args.device == "cuda" else torch.device("cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -218,7 +222,7 @@ def main(argv=None):
                   f"steps", flush=True)
             if args.save:
                 torch.save({"state_dict": net.state_dict(), "losses": losses, "times": times,
-                            "world": world}, args.save)
+                            "world": world, "config": config}, args.save)
     finally:
         if distributed:
             dist.destroy_process_group()

@@ -14,8 +14,8 @@ Both feed the seed's per-cell sigmoid head and train with the seed's recipe (MSE
 cells, Adam lr 0.01, batch 16). The 3-D model's relevant loss falls; the 2-D model's cannot.
 Prints a table of the relevant loss (median over windows of steps) and writes the loss curves
 to ``demo_out/demo3d.png`` (matplotlib Agg, written to a temp file and moved into place) and
-the run's record beside it, ``demo_out/demo3d.config.json`` (settings, backend and sweep per
-model, versions, command line).
+the run's record inside it: a PNG text chunk "mdlstm_np.config" holding JSON (settings, backend
+and sweep per model, versions, command line; ``PIL.Image.open(path).text`` reads it).
 
 Before step 1: every flag is checked (one line on stderr, exit status 2), the memory a step
 needs is estimated (``mdlstm_np/experiment/memory.py``) and the output folder is created,
@@ -24,7 +24,7 @@ test-written and checked for room; an earlier run's figure is replaced only with
 
 from __future__ import annotations
 
-import argparse
+import json
 import os
 import sys
 import time
@@ -128,7 +128,9 @@ def train(kind: str, args, log_every: int):
     return hist, time.perf_counter() - t0
 
 
-def save_plot(path, hists):
+def save_plot(path, hists, record=None):
+    """The loss curves to ``path`` (PNG, atomically); ``record`` (a dict) goes into the PNG as a
+    text chunk "mdlstm_np.config" (JSON): the figure carries the settings that made it."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -148,7 +150,11 @@ def save_plot(path, hists):
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     try:  # atomic: readers see the old file or the complete new one
-        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), suffix=".png")
+        meta = {"Software": "mdlstm_np examples/demo3d.py"}
+        if record is not None:
+            meta["mdlstm_np.config"] = json.dumps(record, sort_keys=True)
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png", metadata=meta),
+                     suffix=".png")
     finally:
         plt.close(fig)
 
@@ -167,7 +173,7 @@ def parse_args(argv=None):
     ap.add_argument("--lr", type=number, default=0.01, help="Adam's learning rate (0.01)")
     ap.add_argument("--seed", type=integer(0, 2 ** 63 - 1), default=0, help="random seed (0)")
     ap.add_argument("--out", default="demo_out/demo3d.png",
-                    help="the figure (PNG); its settings go beside it as <name>.config.json")
+                    help="the figure (PNG; it carries the run's settings as a text chunk)")
     ap.add_argument("--overwrite", action="store_true", help="replace an earlier run's figure")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = ap.parse_args(argv)
@@ -179,11 +185,12 @@ def parse_args(argv=None):
 
 def preflight(args):
     """Before step 1: memory for the larger model, then the output folder (created, written,
-    room, no other run's figure unless --overwrite); writes the run's record. Returns its
-    path. Exits 2 with one line when something does not fit."""
+    room, no other run's figure unless --overwrite). Returns the run's record (settings, seed,
+    backend and sweep per model, versions, command line), which the figure carries. Exits 2
+    with one line when something does not fit."""
     from mdlstm_np.experiment.memory import check_memory, estimate_model_bytes
     from mdlstm_np.experiment.runrecord import (OutputError, command_line, prepare_output,
-                                               versions, write_config)
+                                               versions)
 
     models = {kind: build(kind, args.hidden) for kind in ("3-D", "2-D")}
     need = max(estimate_model_bytes(m, (args.size,) * 3, args.batch) for m in models.values())
@@ -194,9 +201,8 @@ def preflight(args):
         fail(PROG, str(e))
     folder = os.path.dirname(os.path.abspath(args.out))
     name = os.path.basename(args.out)
-    record = os.path.splitext(name)[0] + ".config.json"
     try:
-        prepare_output(folder, patterns=(name,), config_name=record, overwrite=args.overwrite,
+        prepare_output(folder, patterns=(name,), config_name=name, overwrite=args.overwrite,
                        need_bytes=600_000, can_resume=False)
     except OutputError as e:
         fail(PROG, str(e))
@@ -209,7 +215,7 @@ def preflight(args):
                              "layer": type(m.rnn).__name__} for k, m in models.items()}}
     for kind, info in config["models"].items():
         print(f"{kind}: backend {info['backend']}, sweep {info['sweep']}")
-    return write_config(folder, config, name=record)
+    return config
 
 
 def _layer(model):
@@ -218,7 +224,7 @@ def _layer(model):
 
 def main(argv=None):
     args = parse_args(argv)
-    preflight(args)
+    record = preflight(args)
     log_every = max(1, args.steps // 6)
     hists, secs = {}, {}
     for kind in ("3-D", "2-D"):
@@ -228,7 +234,7 @@ def main(argv=None):
         except Diverged as e:  # keep what was done: the curves up to the bad step
             hists[kind] = e.hist
             if any(h["step"] for h in hists.values()):
-                save_plot(args.out, {k: h for k, h in hists.items() if h["step"]})
+                save_plot(args.out, {k: h for k, h in hists.items() if h["step"]}, record)
                 print(f"wrote {args.out} (the steps before it)")
             print(f"{PROG}: {e}", file=sys.stderr)
             sys.exit(1)
@@ -242,7 +248,7 @@ def main(argv=None):
         b = float(np.median(hists["2-D"]["relevant"][lo:lo + w]))
         print(f"{lo + 1:>6}-{lo + w:<6} | {a:11.4f} | {b:13.4f} | {a / b:9.3f}")
     print(f"time: 3-D {secs['3-D']:.1f} s, 2-D {secs['2-D']:.1f} s")
-    save_plot(args.out, hists)
+    save_plot(args.out, hists, record)
     print(f"wrote {args.out}")
     return hists
 

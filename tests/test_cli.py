@@ -127,7 +127,12 @@ def test_demo3d_stops_on_a_nonfinite_loss_with_exit_1(tmp_path, monkeypatch, cap
     err = capsys.readouterr().err
     assert "not finite" in err and "step 3" in err
     assert out.stat().st_size > 0                              # the two good steps, plotted
-    assert sorted(os.listdir(tmp_path)) == ["d3.config.json", "d3.png"]   # and its record
+    assert os.listdir(tmp_path) == ["d3.png"]
+    from PIL import Image
+
+    record = json.loads(Image.open(out).text["mdlstm_np.config"])   # the run's record
+    assert record["settings"]["steps"] == 5 and record["models"]["3-D"]["sweep"] == "reference"
+    assert record["command"][-2:] == ["--out", str(out)] and record["versions"]["numpy"]
 
 
 # ---------------------------------------------------------------- in-process: one run, one record
