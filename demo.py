@@ -363,4 +363,8 @@ def run(models, s, out, train_kw, tsv_path, ckpt_path, written, stop, *, resume,
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:          # `python demo.py | head`: the reader left, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)

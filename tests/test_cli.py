@@ -212,12 +212,19 @@ def test_a_second_run_into_the_folder_is_refused_unless_overwrite(tmp_path, caps
     assert demo_main(capsys, *TINY, "--model", "md_lstm", "--out", str(tmp_path / "mine"))[0] == 0
 
 
-@pytest.fixture
-def finished_run(tmp_path, capsys):
-    out = tmp_path / "run"
-    assert demo_main(capsys, *TINY, "--model", "md_lstm", "--out", str(out),
-                     "--checkpoint-every", "1")[0] == 0
+@pytest.fixture(scope="module")
+def _finished_template(tmp_path_factory):
+    out = tmp_path_factory.mktemp("finished") / "run"
+    assert demo.main([*TINY, "--model", "md_lstm", "--out", str(out),
+                      "--checkpoint-every", "1"]) == 0
     return out
+
+
+@pytest.fixture
+def finished_run(_finished_template, tmp_path, capsys):
+    """A finished one-model run, copied for each test (which may damage it)."""
+    capsys.readouterr()
+    return shutil.copytree(_finished_template, tmp_path / "run")
 
 
 @pytest.mark.parametrize("damage, words", [

@@ -51,11 +51,11 @@ CASES = [  # (model factory, size, batch)
 
 
 @pytest.mark.parametrize("make, size, batch", CASES)
-def test_estimate_bounds_the_measured_peak_within_a_factor_2(make, size, batch):
+def test_estimate_bounds_the_measured_peak_within_a_factor_2_5(make, size, batch):
     model = make()
     peak = measured_peak(model, size, batch)
     estimate = estimate_model_bytes(model, (size, size), batch)
-    assert peak <= estimate <= 2 * peak, (human(peak), human(estimate))
+    assert peak <= estimate <= 2.5 * peak, (human(peak), human(estimate))
 
 
 def test_a_run_that_cannot_fit_is_refused_in_one_line():

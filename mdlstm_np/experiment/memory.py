@@ -21,7 +21,8 @@ The estimate (bytes, numpy reference sweep; one training step = forward, backwar
     256 KiB      fixed: the plan's tables for small grids, Python objects
 
 ``tests/test_memory.py`` measures the peak with ``tracemalloc`` (which sees numpy's allocations)
-for several grids, batches, widths, cells and dtypes and checks peak ≤ M ≤ 2·peak. The numba and
+for several grids, batches, widths, cells and dtypes and checks peak ≤ M ≤ 2.5·peak (measured:
+1.2-1.9). The numba and
 cupy sweeps keep the same cache; cupy's M is compared with the GPU's free memory.
 """
 
