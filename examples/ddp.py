@@ -109,13 +109,15 @@ def preflight(args, world: int, rank: int):
     if args.device == "cuda":
         available = (torch.cuda.mem_get_info()[0], "free on the GPU")
     try:
-        check_memory(need, available=available, what=f"a training step per process ({args.size}x{args.size}, batch "
+        check_memory(need, available=available,
+                     what=f"a training step per process ({args.size}x{args.size}, batch "
                           f"{args.batch}/{world}, hidden {hidden}, {args.dtype})")
     except MemoryError as e:
         fail(str(e))
     config = {"program": PROG, "command": command_line(os.path.abspath(__file__), args.argv),
               "cwd": os.getcwd(),
-              "settings": {k: v for k, v in vars(args).items() if k != "argv"}, "seed": args.seed, "world": world,
+              "settings": {k: v for k, v in vars(args).items() if k != "argv"},
+              "seed": args.seed, "world": world,
               "versions": {**versions(), "torch": str(torch.__version__)}}
     if rank != 0 or args.save is None:
         return config

@@ -77,7 +77,8 @@ def test_bad_arguments():
         opt.step(p, {"w": np.zeros(3)})
 
 
-@pytest.mark.parametrize("make", [lambda p: Adam(p, lr=0.05), lambda p: SGD(p, lr=0.05, momentum=0.9)])
+@pytest.mark.parametrize("make", [lambda p: Adam(p, lr=0.05),
+                                  lambda p: SGD(p, lr=0.05, momentum=0.9)])
 def test_state_dict_round_trip_continues_bit_for_bit(make):
     """A fresh optimiser given another's state_dict (as host copies) takes the very same steps."""
     rng = np.random.default_rng(0)

@@ -4,7 +4,7 @@ The estimate (bytes, numpy reference sweep; one training step = forward, backwar
 
     M = D · s · B · N · H · k  +  48 · B · N  +  2048 · F · D  +  8 · s · P  +  256 KiB
 
-    D  directions (1 for the one-direction layers, 2ⁿ for a four-direction 2-D layer)
+    D  directions (1 for the one-direction layers, up to 2ⁿ for a multi-directional one)
     s  bytes per number: 4 (float32) or 8 (float64)
     B  batch size;  N = S₁·…·Sₙ cells of the grid;  H hidden units per direction
     k  numbers kept per cell, sample and hidden unit: 5·g for a cell with g gates per unit
@@ -22,8 +22,8 @@ The estimate (bytes, numpy reference sweep; one training step = forward, backwar
 
 ``tests/test_memory.py`` measures the peak with ``tracemalloc`` (which sees numpy's allocations)
 for several grids, batches, widths, cells and dtypes and checks peak ≤ M ≤ 2.5·peak (measured:
-1.2-1.9). The numba and
-cupy sweeps keep the same cache; cupy's M is compared with the GPU's free memory.
+1.2-1.9). The numba and cupy sweeps keep the same cache; cupy's M is compared with the GPU's
+free memory.
 """
 
 from __future__ import annotations
