@@ -3,157 +3,368 @@ single-direction baselines.
 
     python demo.py                       # all three models, the seed's settings, 1000 steps
     python demo.py --model md_lstm --steps 200 --backend numpy --out my_run
+    python demo.py --resume my_run       # continue an interrupted run to its configured steps
 
-Writes to --out (default demo_out/):
-    out_<MODEL>.tsv                    columns steps, overall_loss, time, relevant_loss
+Writes to --out (default demo_out/), one run per folder:
+    config.json                        every setting, the seed, the backend and sweep of each
+                                       model, the versions of Python, numpy, numba, cupy and
+                                       mdlstm_np, the command line (and each resume)
+    out_<MODEL>.tsv                    columns steps, overall_loss, time, relevant_loss;
+                                       appended and flushed as rows are logged
+    checkpoint_<MODEL>.npz             parameters, Adam's state, the data generator's state,
+                                       the rows: every --checkpoint-every steps and at the end
     losses_overall.png                 MSE over all cells, every model on one figure (log-y)
     losses_relevant.png                squared error at the second one, every model
     predictions_<MODEL>_before.png     input | prediction | ground truth, before training
-    predictions_<MODEL>_after.png      the same samples after training
+    predictions_<MODEL>_after.png      the same samples after training (or where it stopped)
 
-Bad input: one line on stderr, exit status 2. A run stopped by NaN/inf: exit status 1.
+Before step 1 the demo checks every flag, that --out can be created and written and has room,
+that the folder holds no other run's results (else --overwrite, or --resume), and that the run
+fits in memory (estimate: ``mdlstm_np/experiment/memory.py``). Ctrl-C (SIGINT) or SIGTERM stops
+at the end of the current step, saves a checkpoint, the log and the figures, prints where they
+are and how to resume, and exits with 130 / 143. After kill -9, --resume continues from the last
+checkpoint (at most --checkpoint-every steps are redone); the losses of an interrupted and
+resumed run equal an uninterrupted run's bit for bit (same backend and dtype).
+
+Exit status: 0 done; 1 a model stopped by NaN/inf; 2 bad input (one line on stderr, before any
+training); 130 / 143 interrupted by SIGINT / SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
+import signal
 import sys
+import time
 
 import numpy as np
 
+from mdlstm_np.experiment.cli import MAX_STEPS, OneLineParser
+from mdlstm_np.experiment.cli import fail as _fail
+from mdlstm_np.experiment.cli import parse_integer as integer
+
 PROG = "demo.py"
+RESULT_PATTERNS = ("out_*.tsv", "checkpoint_*.npz", "losses_*.png", "predictions_*.png")
+# Tests only: "SIGINT:7" sends SIGINT to this process when its 7th training step (counted over
+# all models trained by this process) is done, so an interruption lands at a known step.
+SIGNAL_HOOK = "MDLSTM_NP_DEMO_SIGNAL_AT"
 
 
-class _Parser(argparse.ArgumentParser):
+class _Parser(OneLineParser):
     """argparse, but errors are one line (``demo.py: error: ...``) and exit status 2."""
-
-    def error(self, message):
-        fail(message)
 
 
 def fail(message: str, status: int = 2):
-    print(f"{PROG}: error: {message}".replace("\n", " "), file=sys.stderr)
-    sys.exit(status)
+    _fail(PROG, message, status)
 
 
-def parse_args(argv=None):
-    p = _Parser(prog=PROG, description="Train the seed's models on the random-diagonal task.")
-    p.add_argument("--model", default="all",
+def number(text: str) -> float:
+    try:
+        return float(text)          # range checked with the other settings (also on --resume)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+SETTINGS = ("model", "backend", "steps", "size", "batch", "hidden", "lr", "seed", "dtype", "ln",
+            "checkpoint_every")
+
+
+def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
+    """The demo's flags; ``suppress``: no defaults (tells which flags were given)."""
+    d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
+    p = _Parser(prog=PROG, description="Train the seed's models on the random-diagonal task.",
+                argument_default=argparse.SUPPRESS if suppress else None)
+    p.add_argument("--model", default=d("all"),
                    help="MD_LSTM, HORIZONTAL_SD_LSTM, SNAKE_SD_LSTM (any case) or all "
                         "(default: all)")
-    p.add_argument("--backend", default="auto", help="auto|numpy|numba|cupy (default: auto)")
-    p.add_argument("--steps", type=int, default=1000, help="training steps (default: 1000)")
-    p.add_argument("--size", type=int, default=8, help="grid side, >= 3 (default: 8)")
-    p.add_argument("--batch", type=int, default=16, help="batch size (default: 16)")
-    p.add_argument("--hidden", type=int, default=16, help="hidden units (default: 16)")
-    p.add_argument("--lr", type=float, default=0.01, help="Adam learning rate (default: 0.01)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--dtype", default="float32", choices=("float32", "float64"),
+    p.add_argument("--backend", default=d("auto"), help="auto|numpy|numba|cupy (default: auto)")
+    p.add_argument("--steps", type=integer, default=d(1000), help="training steps (default: 1000)")
+    p.add_argument("--size", type=integer, default=d(8), help="grid side, >= 3 (default: 8)")
+    p.add_argument("--batch", type=integer, default=d(16), help="batch size (default: 16)")
+    p.add_argument("--hidden", type=integer, default=d(16), help="hidden units (default: 16)")
+    p.add_argument("--lr", type=number, default=d(0.01),
+                   help="Adam learning rate (default: 0.01)")
+    p.add_argument("--seed", type=integer, default=d(0), help="random seed (default: 0)")
+    p.add_argument("--dtype", default=d("float32"), choices=("float32", "float64"),
                    help="float32 (default, like the seed) or float64")
-    p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
-    p.add_argument("--ln", default="fixed", choices=("fixed", "seed", "off"),
+    p.add_argument("--out", default=d("demo_out"), help="output folder (default: demo_out)")
+    p.add_argument("--ln", default=d("fixed"), choices=("fixed", "seed", "off"),
                    help="MD_LSTM's cell: layer-normalised like the seed's but NaN-free "
                         "(fixed, default), the seed's exact LN cell (seed), or Graves' plain "
                         "cell (off: the one the numba/cupy hot loops accelerate)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p.parse_args(argv)
+    p.add_argument("--checkpoint-every", type=integer, default=d(100), metavar="N",
+                   help="save a checkpoint every N steps, and at the end (default: 100)")
+    p.add_argument("--resume", metavar="DIR", default=d(None),
+                   help="continue the run recorded in DIR (its config.json) to its steps")
+    p.add_argument("--overwrite", action="store_true", default=d(False),
+                   help="replace the results of another run in --out")
+    p.add_argument("--no-progress", action="store_true", default=d(False),
+                   help="no progress bar")
+    return p
 
 
-def summary_table(results: dict) -> str:
-    """results: {name: TrainResult} -> a small fixed-width table."""
+def parse_args(argv=None):
+    """(args, given): the parsed flags and the names of those given on the command line."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    given = set(vars(build_parser(suppress=True).parse_args(argv)))
+    return args, given
+
+
+def check_settings(s: dict) -> list:
+    """Check the settings (a dict of the SETTINGS); returns the model names. ValueError (one
+    line) on the first problem."""
+    from mdlstm_np.experiment.models import MODEL_NAMES
+    from mdlstm_np.validate import check_positive_int
+
+    for name, lo, hi in (("steps", 1, MAX_STEPS), ("size", 3, None), ("batch", 1, None),
+                         ("hidden", 1, None), ("seed", 0, 2 ** 63 - 1),
+                         ("checkpoint_every", 1, None)):
+        value = check_positive_int(s[name], name, lo)
+        if hi is not None and value > hi:
+            raise ValueError(f"{name}: expected an integer in [{lo}, {hi}], got {value}")
+    if not (isinstance(s["lr"], float) and np.isfinite(s["lr"]) and s["lr"] > 0):
+        raise ValueError(f"lr: expected a finite number > 0, got {s['lr']!r}")
+    if s["dtype"] not in ("float32", "float64") or s["ln"] not in ("fixed", "seed", "off"):
+        raise ValueError(f"dtype/ln: unexpected {s['dtype']!r}/{s['ln']!r}")
+    if s["backend"].lower() not in ("auto", "numpy", "numba", "cupy"):
+        raise ValueError(f"backend: expected one of auto, numpy, numba, cupy, "
+                         f"got {s['backend']!r}")
+    if s["model"].lower() == "all":
+        return list(MODEL_NAMES)
+    if s["model"].upper() in MODEL_NAMES:
+        return [s["model"].upper()]
+    raise ValueError(f"model: expected one of {', '.join(MODEL_NAMES)} or all, "
+                     f"got {s['model']!r}")
+
+
+def output_bytes(models, steps: int) -> int:
+    """About how many bytes the run writes: per model the log (~80 B a row), two checkpoints'
+    worth (the new one is written beside the old one: parameters, initial parameters and
+    Adam's two moments, plus the rows) and two prediction figures; two loss figures."""
+    from mdlstm_np.experiment.memory import parameter_count
+
+    total = 2 * 100_000 + 16_384
+    for m in models:
+        itemsize = 8 if m.dtype == "float64" else 4
+        ckpt = 4 * parameter_count(m) * itemsize + 32 * steps + 16_384
+        total += 80 * steps + 2 * ckpt + 2 * 60_000
+    return total
+
+
+def summary_table(logs: dict) -> str:
+    """logs: {name: rows} -> a small fixed-width table."""
     head = f"{'model':<20} {'relevant loss*':>15} {'overall loss':>13} {'ms/step':>9}"
     lines = [head, "-" * len(head)]
-    for name, res in results.items():
-        rel = res.column("relevant_loss")[-100:]
-        tot = res.column("overall_loss")
-        ms = 1000.0 * float(np.median(res.column("time")))
-        lines.append(f"{name:<20} {float(np.median(rel)):>15.4f} {tot[-1]:>13.4f} {ms:>9.1f}")
+    for name, rows in logs.items():
+        rel = np.array([r["relevant_loss"] for r in rows[-100:]])
+        tot = rows[-1]["overall_loss"]
+        ms = 1000.0 * float(np.median([r["time"] for r in rows]))
+        lines.append(f"{name:<20} {float(np.median(rel)):>15.4f} {tot:>13.4f} {ms:>9.1f}")
     lines.append("* median over the last 100 logged steps; ms/step: median step time")
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    from mdlstm_np.backends import get_backend
-    from mdlstm_np.experiment.models import MODEL_NAMES, build_model
-    from mdlstm_np.experiment.plots import plot_losses, plot_predictions
-    from mdlstm_np.experiment.tasks import random_diagonal
-    from mdlstm_np.experiment.train import TrainingDiverged, predict, train
-    from mdlstm_np.validate import check_positive_int
+class _Stop:
+    """SIGINT/SIGTERM handler: remember the first signal; training stops after its step."""
 
-    # ---- check every input before any work (one line, exit 2, on the first problem)
+    def __init__(self):
+        self.signum, self.count = None, 0
+        hook = os.environ.get(SIGNAL_HOOK, "")
+        self.hook = None
+        if hook:
+            name, _, at = hook.partition(":")
+            self.hook = (getattr(signal, name), int(at))
+
+    def __call__(self, signum, frame):
+        if self.signum is None:
+            self.signum = signum
+
+    def should_stop(self, done: int) -> bool:
+        self.count += 1
+        if self.hook is not None and self.count == self.hook[1]:
+            os.kill(os.getpid(), self.hook[0])
+            for _ in range(1000):            # let Python run the handler before we look
+                if self.signum is not None:
+                    break
+                time.sleep(0.001)
+        return self.signum is not None
+
+
+def main(argv=None) -> int:
+    """Run the demo with ``argv`` (default ``sys.argv[1:]``); returns the exit status (bad
+    input exits with 2 through SystemExit)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, given = parse_args(argv)
+    args.argv = argv
+    stop = _Stop()
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        for name, minimum in (("steps", 1), ("size", 3), ("batch", 1), ("hidden", 1),
-                              ("seed", 0)):
-            check_positive_int(getattr(args, name), name, minimum)
-        if not (np.isfinite(args.lr) and args.lr > 0):
-            raise ValueError(f"lr: expected a finite number > 0, got {args.lr!r}")
-        if args.model.lower() == "all":
-            names = list(MODEL_NAMES)
-        elif args.model.upper() in MODEL_NAMES:
-            names = [args.model.upper()]
-        else:
-            raise ValueError(f"model: expected one of {', '.join(MODEL_NAMES)} or all, "
-                             f"got {args.model!r}")
-        if args.backend.lower() not in ("auto", "numpy", "numba", "cupy"):
-            raise ValueError(f"backend: expected one of auto, numpy, numba, cupy, "
-                             f"got {args.backend!r}")
+        return _main(args, given, stop)
+    finally:                               # a caller (a test) gets its own handlers back
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _main(args, given, stop) -> int:
+    from mdlstm_np.backends import get_backend
+    from mdlstm_np.experiment.checkpoint import (CheckpointError, check_matches,
+                                                 load_checkpoint, rows_before)
+    from mdlstm_np.experiment.memory import check_memory, estimate_model_bytes
+    from mdlstm_np.experiment.models import build_model
+    from mdlstm_np.experiment.runrecord import (OutputError, command_line, prepare_output,
+                                               read_config, versions, write_config)
+    from mdlstm_np.experiment.train import model_settings, read_tsv, run_settings, sweep_name
+
+    # ---- settings: the flags, or the recorded run's (one line, exit 2, on the first problem)
+    if args.resume is not None:
+        extra = sorted(given - {"resume", "no_progress"})
+        if extra:
+            fail(f"resume: --{extra[0].replace('_', '-')} cannot be combined with --resume "
+                 f"(the run's settings are in {os.path.join(args.resume, 'config.json')})")
+        try:
+            config = read_config(args.resume)
+            settings = {k: config["settings"][k] for k in SETTINGS}
+            settings["backend"] = config.get("backend", settings["backend"])
+        except OutputError as e:
+            fail(str(e))
+        except (KeyError, TypeError):
+            fail(f"resume: {os.path.join(args.resume, 'config.json')} is not a demo.py record")
+        out = args.resume
+    else:
+        settings = {k: getattr(args, k) for k in SETTINGS}
+        out = args.out
+    try:
+        names = check_settings(settings)
     except (ValueError, TypeError) as e:
         fail(str(e))
+    s = settings
     try:
-        be = get_backend(args.backend.lower(), verbose=True)
+        be = get_backend(s["backend"].lower(), verbose=True)
     except (ValueError, TypeError) as e:
         fail(str(e))
     except Exception as e:  # cupy missing, no GPU, driver trouble: say so in one line
-        fail(f"backend: {args.backend!r} is not usable here ({type(e).__name__}: {e})")
-    print(f"backend: {be.name}, dtype: {args.dtype}")
+        fail(f"backend: {s['backend']!r} is not usable here ({type(e).__name__}: {e})")
+    print(f"backend: {be.name}, dtype: {s['dtype']}")
     try:
-        os.makedirs(args.out, exist_ok=True)
-    except OSError as e:
-        fail(f"out: cannot create folder {args.out!r} ({e.strerror})")
+        models = {name: build_model(name, in_channels=1, hidden=s["hidden"], backend=be,
+                                    dtype=s["dtype"], ln={"off": False}.get(s["ln"], s["ln"]))
+                  for name in names}
+    except (ValueError, TypeError) as e:
+        fail(str(e))
+    for name, model in models.items():
+        print(f"{name}: backend {be.name}, sweep {sweep_name(model)}")
+
+    # ---- will it fit: memory, then the output folder (nothing is written before both pass)
+    need = max(estimate_model_bytes(m, (s["size"], s["size"]), s["batch"])
+               for m in models.values())
+    try:
+        check_memory(need, be, what=f"a training step (grid {s['size']}x{s['size']}, batch "
+                                    f"{s['batch']}, hidden {s['hidden']}, {s['dtype']})")
+    except MemoryError as e:
+        fail(str(e))
+    ckpt_path = {n: os.path.join(out, f"checkpoint_{n}.npz") for n in names}
+    tsv_path = {n: os.path.join(out, f"out_{n}.tsv") for n in names}
+    train_kw = dict(steps=s["steps"], batch=s["batch"], size=s["size"], lr=s["lr"],
+                    seed=s["seed"])
+    if args.resume is not None:              # every checkpoint must fit before anything runs
+        for name, model in models.items():
+            if os.path.exists(ckpt_path[name]):
+                try:
+                    params = model.init_params(np.random.default_rng(0))
+                    ckpt = load_checkpoint(ckpt_path[name])
+                    check_matches(ckpt, model_name=name, settings=run_settings(model, **train_kw),
+                                  params=params, be=be, dtype=model.dtype)
+                    rows_before(ckpt, read_tsv(tsv_path[name], partial_ok=True), tsv_path[name])
+                except CheckpointError as e:
+                    fail(str(e))
+                except (OSError, ValueError) as e:
+                    fail(f"resume: the log {tsv_path[name]} cannot be read ({e})")
+    try:
+        prepare_output(out, patterns=RESULT_PATTERNS, overwrite=args.overwrite,
+                       resume=args.resume is not None,
+                       need_bytes=output_bytes(models.values(), s["steps"]),
+                       flag="resume" if args.resume is not None else "out")
+    except OutputError as e:
+        fail(str(e))
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    command = command_line(os.path.abspath(__file__), args.argv)
+    if args.resume is not None:
+        config.setdefault("resumed", []).append({"at": now, "command": command})
+    else:
+        config = {"program": PROG, "command": command, "cwd": os.getcwd(), "started": now,
+                  "settings": {**settings, "out": out, "overwrite": args.overwrite},
+                  "seed": s["seed"], "backend": be.name, "versions": versions(),
+                  "resumed": []}
+    config["models"] = {n: {**model_settings(m), "backend": be.name, "sweep": sweep_name(m)}
+                        for n, m in models.items()}
+    written = [write_config(out, config)]
+    return run(models, s, out, train_kw, tsv_path, ckpt_path, written, stop,
+               resume=args.resume is not None, progress=not args.no_progress)
+
+
+def run(models, s, out, train_kw, tsv_path, ckpt_path, written, stop, *, resume, progress):
+    """Train each model (resuming from its checkpoint where one exists), then make the figures
+    and the summary from this run's files."""
+    from mdlstm_np.experiment.plots import plot_losses, plot_predictions
+    from mdlstm_np.experiment.tasks import random_diagonal
+    from mdlstm_np.experiment.train import TrainingDiverged, predict, read_tsv, train
 
     # a fixed set of samples for the before/after pictures, apart from the training stream
-    x_show, y_show, _ = random_diagonal(4, args.size, np.random.default_rng([args.seed, 7]))
-
-    results, written, status = {}, [], 0
-    for name in names:
+    x_show, y_show, _ = random_diagonal(4, s["size"], np.random.default_rng([s["seed"], 7]))
+    status, stopped_at = 0, None
+    for name, model in models.items():
+        if stop.signum is not None:
+            break
         try:
-            model = build_model(name, in_channels=1, hidden=args.hidden, backend=be,
-                                dtype=args.dtype, ln={"off": False}.get(args.ln, args.ln))
-            tsv = os.path.join(args.out, f"out_{name}.tsv")
-            try:
-                res = train(model, steps=args.steps, batch=args.batch, size=args.size,
-                            lr=args.lr, seed=args.seed, progress=not args.no_progress,
-                            out_tsv=tsv)
-            except TrainingDiverged as e:
-                print(f"{PROG}: {e}", file=sys.stderr)
-                written.append(tsv)
-                status = 1
-                continue
-        except (ValueError, TypeError) as e:
-            fail(str(e))
-        written.append(tsv)
-        results[name] = res
-        for when, params in (("before", res.initial_params), ("after", res.params)):
-            path = os.path.join(args.out, f"predictions_{name}_{when}.png")
-            y_pred = predict(model, params, x_show)
-            plot_predictions(x_show, y_show, y_pred, path,
-                             title=f"{name} {when} training ({args.steps} steps)")
+            res = train(model, **train_kw, progress=progress, out_tsv=tsv_path[name],
+                        checkpoint=ckpt_path[name], checkpoint_every=s["checkpoint_every"],
+                        resume=resume and os.path.exists(ckpt_path[name]),
+                        should_stop=stop.should_stop)
+        except TrainingDiverged as e:
+            print(f"{PROG}: {e}", file=sys.stderr)
+            written.append(tsv_path[name])
+            status = 1
+            continue
+        written += [tsv_path[name], ckpt_path[name]]
+        title = f"{name} after {res.step} of {s['steps']} steps"
+        for when, params, label in (("before", res.initial_params, f"{name} before training"),
+                                    ("after", res.params, title)):
+            path = os.path.join(out, f"predictions_{name}_{when}.png")
+            plot_predictions(x_show, y_show, predict(model, params, x_show), path, title=label)
             written.append(path)
+        if res.stopped:
+            stopped_at = (name, res.step)
+            break
 
-    if results:
-        logs = {name: res.rows for name, res in results.items()}
+    # figures and summary from this run's logs only (a resumed run's earlier rows included)
+    logs = {n: read_tsv(tsv_path[n]) for n in models if os.path.exists(tsv_path[n])}
+    logs = {n: rows for n, rows in logs.items() if rows}
+    if logs:
         for column, stem in (("overall_loss", "overall"), ("relevant_loss", "relevant")):
-            written.append(plot_losses(logs, column, os.path.join(args.out,
-                                                                  f"losses_{stem}.png")))
+            written.append(plot_losses(logs, column, os.path.join(out, f"losses_{stem}.png")))
+    if stop.signum is not None:
+        signame = signal.Signals(stop.signum).name
+        where = f" at step {stopped_at[1]} of {s['steps']} of {stopped_at[0]}" if stopped_at \
+            else ""
+        print(f"{PROG}: stopped by {signame}{where}; the log, checkpoints and figures are in "
+              f"{os.path.abspath(out)}; continue with: python {PROG} --resume {out}",
+              file=sys.stderr)
+        return 128 + stop.signum
+    if logs:
         print()
-        print(summary_table(results))
-    print(f"\nwrote {len(written)} files to {os.path.abspath(args.out)}:")
-    for path in written:
+        print(summary_table(logs))
+    print(f"\nwrote {len(written)} files to {os.path.abspath(out)}:")
+    for path in dict.fromkeys(written):
         print(f"  {os.path.basename(path)}")
     return status
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:          # `python demo.py | head`: the reader left, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)

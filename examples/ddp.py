@@ -30,12 +30,14 @@ machine torch's default of 2 threads made a single-process 8×8 step ~60 ms inst
 torch.distributed.run sets OMP_NUM_THREADS=1 for its processes; for one process on a busy
 machine set it yourself (with --ln fixed: ~7-12 ms per step with it, ~40-60 ms without).
 --save PATH writes the final state_dict, the losses and the step times
-(``torch.save``). Bad arguments: one line on stderr, exit status 2.
+and the run's record under "config" (settings, world size, versions, command line) with
+``torch.save``; an existing PATH is replaced only with --overwrite.
+Before step 1: bad arguments, a --save folder that cannot be written or has no room, and a
+step that cannot fit in memory are each one line on stderr, exit status 2.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -44,62 +46,89 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from mdlstm_np.experiment.cli import MAX_STEPS, OneLineParser, integer, number
+from mdlstm_np.experiment.cli import fail as _fail
 from mdlstm_np.torch import MDLSTM
 
 PROG = "ddp.py"
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """argparse whose errors are one line (``ddp.py: error: ...``) and exit status 2."""
-
-    def error(self, message):
-        fail(message)
-
-
 def fail(message, status=2):
-    print(f"{PROG}: error: {message}".replace("\n", " "), file=sys.stderr)
-    sys.exit(status)
-
-
-def positive(kind, minimum=None):
-    """argparse type: a ``kind`` > 0 (or >= ``minimum``)."""
-    def parse(text):
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}")
-        if not (v > 0 if minimum is None else v >= minimum) or not np.isfinite(v):
-            bound = "> 0" if minimum is None else f">= {minimum}"
-            raise argparse.ArgumentTypeError(f"expected a number {bound}, got {text!r}")
-        return v
-    return parse
+    """One line on stderr (``ddp.py: error: ...``), exit ``status``."""
+    _fail(PROG, message, status)
 
 
 def parse_args(argv):
     p = OneLineParser(prog=PROG, description="Data-parallel MD-LSTM training (DDP).")
-    p.add_argument("--steps", type=positive(int), default=100, help="Adam steps (100)")
-    p.add_argument("--batch", type=positive(int), default=16,
+    p.add_argument("--steps", type=integer(1, MAX_STEPS), default=100, help="Adam steps (100)")
+    p.add_argument("--batch", type=integer(1), default=16,
                    help="global batch, split evenly over the processes (16)")
-    p.add_argument("--size", type=positive(int), default=8, help="grid side, >= 3 (8)")
-    p.add_argument("--hidden", type=positive(int), default=16, help="MD-LSTM width (16)")
-    p.add_argument("--lr", type=positive(float), default=0.01, help="Adam's step size (0.01)")
-    p.add_argument("--seed", type=int, default=0, help="parameters and data (0)")
+    p.add_argument("--size", type=integer(3), default=8, help="grid side, >= 3 (8)")
+    p.add_argument("--hidden", type=integer(1), default=16, help="MD-LSTM width (16)")
+    p.add_argument("--lr", type=number, default=0.01, help="Adam's step size (0.01)")
+    p.add_argument("--seed", type=integer(0, 2 ** 63 - 1), default=0,
+                   help="parameters and data (0)")
     p.add_argument("--ln", choices=("off", "fixed", "seed"), default="off",
                    help="layer-normalised cell (off: Graves' plain cell, the numba hot loop)")
     p.add_argument("--backend", choices=("auto", "numpy", "numba", "cupy"), default="auto")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    p.add_argument("--threads", type=positive(int), default=1,
+    p.add_argument("--threads", type=integer(1, 4096), default=1,
                    help="torch intra-op threads per process (1; see the module doc)")
-    p.add_argument("--warmup", type=positive(int, 0), default=3, help="steps left out of the timing (3)")
-    p.add_argument("--log-every", type=positive(int), default=10)
-    p.add_argument("--save", metavar="PATH", help="rank 0 writes state_dict, losses, times")
+    p.add_argument("--warmup", type=integer(0, MAX_STEPS), default=3,
+                   help="steps left out of the timing (3)")
+    p.add_argument("--log-every", type=integer(1), default=10)
+    p.add_argument("--save", metavar="PATH",
+                   help="rank 0 writes state_dict, losses, times and the run's config")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier --save file")
     args = p.parse_args(argv)
-    if args.size < 3:
-        fail(f"--size: expected an integer >= 3, got {args.size}")
+    args.argv = list(argv)
+    if args.save is not None and (os.path.isdir(args.save) or not os.path.basename(args.save)):
+        fail(f"--save: expected a file name, got the folder {args.save!r}")
     if args.device == "cuda" and not torch.cuda.is_available():
         fail("--device: cuda requested, but torch sees no CUDA device")
     return args
+
+
+def preflight(args, world: int, rank: int):
+    """Before step 1 (and before joining the process group): this process's share of the
+    memory (``mdlstm_np/experiment/memory.py``, the engine's cache for batch/world samples),
+    and on rank 0 the --save folder (created, written, room, no earlier file unless
+    --overwrite). Returns the run's record (settings, world size, versions, command line),
+    which --save stores as "config". One line and exit 2 when something fails."""
+    from mdlstm_np.experiment.memory import check_memory, estimate_training_bytes
+    from mdlstm_np.experiment.runrecord import (OutputError, command_line, prepare_output,
+                                               versions)
+
+    hidden, n = args.hidden, 2
+    need = estimate_training_bytes(grid=(args.size, args.size), batch=-(-args.batch // world),
+                                   hidden=hidden, gates=n + 3, layer_norm=args.ln != "off",
+                                   itemsize=8 if args.dtype == "float64" else 4,
+                                   params=(1 + n * hidden + 1) * (n + 3) * hidden + hidden + 1)
+    available = None
+    if args.device == "cuda":
+        available = (torch.cuda.mem_get_info()[0], "free on the GPU")
+    try:
+        check_memory(need, available=available,
+                     what=f"a training step per process ({args.size}x{args.size}, batch "
+                          f"{args.batch}/{world}, hidden {hidden}, {args.dtype})")
+    except MemoryError as e:
+        fail(str(e))
+    config = {"program": PROG, "command": command_line(os.path.abspath(__file__), args.argv),
+              "cwd": os.getcwd(),
+              "settings": {k: v for k, v in vars(args).items() if k != "argv"},
+              "seed": args.seed, "world": world,
+              "versions": {**versions(), "torch": str(torch.__version__)}}
+    if rank != 0 or args.save is None:
+        return config
+    folder, name = os.path.dirname(os.path.abspath(args.save)), os.path.basename(args.save)
+    try:
+        prepare_output(folder, patterns=(name,), config_name=name, flag="save",
+                       overwrite=args.overwrite, can_resume=False,
+                       need_bytes=600_000 + 64 * args.steps + 16 * hidden * hidden * 8)
+    except OutputError as e:
+        fail(str(e))
+    return config
 
 
 def global_batch(seed: int, step: int, batch: int, size: int):
@@ -137,6 +166,8 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     distributed = "WORLD_SIZE" in os.environ  # set by torch.distributed.run
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    config = preflight(args, int(os.environ.get("WORLD_SIZE", 1)),
+                       int(os.environ.get("RANK", 0)))
     device = torch.device("cuda", local_rank) if args.device == "cuda" else torch.device("cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -193,7 +224,7 @@ def main(argv=None):
                   f"steps", flush=True)
             if args.save:
                 torch.save({"state_dict": net.state_dict(), "losses": losses, "times": times,
-                            "world": world}, args.save)
+                            "world": world, "config": config}, args.save)
     finally:
         if distributed:
             dist.destroy_process_group()

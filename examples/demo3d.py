@@ -13,12 +13,18 @@ first one, which lies in the *previous depth slice*:
 Both feed the seed's per-cell sigmoid head and train with the seed's recipe (MSE over all
 cells, Adam lr 0.01, batch 16). The 3-D model's relevant loss falls; the 2-D model's cannot.
 Prints a table of the relevant loss (median over windows of steps) and writes the loss curves
-to ``demo_out/demo3d.png`` (matplotlib Agg, written to a temp file and moved into place).
+to ``demo_out/demo3d.png`` (matplotlib Agg, written to a temp file and moved into place) and
+the run's record inside it: a PNG text chunk "mdlstm_np.config" holding JSON (settings, backend
+and sweep per model, versions, command line; ``PIL.Image.open(path).text`` reads it).
+
+Before step 1: every flag is checked (one line on stderr, exit status 2), the memory a step
+needs is estimated (``mdlstm_np/experiment/memory.py``) and the output folder is created,
+test-written and checked for room; an earlier run's figure is replaced only with --overwrite.
 """
 
 from __future__ import annotations
 
-import argparse
+import json
 import os
 import sys
 import time
@@ -34,6 +40,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from mdlstm_np.experiment.atomic import atomic_write  # noqa: E402
+from mdlstm_np.experiment.cli import MAX_STEPS, OneLineParser, fail, integer, number  # noqa: E402
 from mdlstm_np.head import DenseSigmoid  # noqa: E402
 from mdlstm_np.losses import mse  # noqa: E402
 from mdlstm_np.mdlstm import MDLSTM  # noqa: E402
@@ -121,7 +128,9 @@ def train(kind: str, args, log_every: int):
     return hist, time.perf_counter() - t0
 
 
-def save_plot(path, hists):
+def save_plot(path, hists, record=None):
+    """The loss curves to ``path`` (PNG, atomically); ``record`` (a dict) goes into the PNG as a
+    text chunk "mdlstm_np.config" (JSON): the figure carries the settings that made it."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -141,23 +150,81 @@ def save_plot(path, hists):
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     try:  # atomic: readers see the old file or the complete new one
-        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), suffix=".png")
+        meta = {"Software": "mdlstm_np examples/demo3d.py"}
+        if record is not None:
+            meta["mdlstm_np.config"] = json.dumps(record, sort_keys=True)
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png", metadata=meta),
+                     suffix=".png")
     finally:
         plt.close(fig)
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--steps", type=int, default=800)
-    ap.add_argument("--size", type=int, default=5, help="volume edge (>= 3)")
-    ap.add_argument("--hidden", type=int, default=16)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=0.01)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="demo_out/demo3d.png")
+PROG = "demo3d.py"
+
+
+def parse_args(argv=None):
+    """The flags; a bad one is one line on stderr and exit status 2 (before any work)."""
+    ap = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    ap.add_argument("--steps", type=integer(1, MAX_STEPS), default=800,
+                    help="Adam steps per model (800)")
+    ap.add_argument("--size", type=integer(3), default=5, help="volume edge, >= 3 (5)")
+    ap.add_argument("--hidden", type=integer(1), default=16, help="hidden units (16)")
+    ap.add_argument("--batch", type=integer(1), default=16, help="batch size (16)")
+    ap.add_argument("--lr", type=number, default=0.01, help="Adam's learning rate (0.01)")
+    ap.add_argument("--seed", type=integer(0, 2 ** 63 - 1), default=0, help="random seed (0)")
+    ap.add_argument("--out", default="demo_out/demo3d.png",
+                    help="the figure (PNG; it carries the run's settings as a text chunk)")
+    ap.add_argument("--overwrite", action="store_true", help="replace an earlier run's figure")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = ap.parse_args(argv)
-    if args.steps < 1:
-        ap.error(f"--steps: expected an integer >= 1, got {args.steps}")
+    args.argv = argv
+    if os.path.isdir(args.out) or not os.path.basename(args.out):
+        ap.error(f"--out: expected a file name for the figure, got the folder {args.out!r}")
+    return args
+
+
+def preflight(args):
+    """Before step 1: memory for the larger model, then the output folder (created, written,
+    room, no other run's figure unless --overwrite). Returns the run's record (settings, seed,
+    backend and sweep per model, versions, command line), which the figure carries. Exits 2
+    with one line when something does not fit."""
+    from mdlstm_np.experiment.memory import check_memory, estimate_model_bytes
+    from mdlstm_np.experiment.runrecord import (OutputError, command_line, prepare_output,
+                                               versions)
+
+    models = {kind: build(kind, args.hidden) for kind in ("3-D", "2-D")}
+    need = max(estimate_model_bytes(m, (args.size,) * 3, args.batch) for m in models.values())
+    try:
+        check_memory(need, models["3-D"].be, what=f"a training step ({args.size}^3 volumes, "
+                                                   f"batch {args.batch}, hidden {args.hidden})")
+    except MemoryError as e:
+        fail(PROG, str(e))
+    folder = os.path.dirname(os.path.abspath(args.out))
+    name = os.path.basename(args.out)
+    try:
+        prepare_output(folder, patterns=(name,), config_name=name, overwrite=args.overwrite,
+                       need_bytes=600_000, can_resume=False)
+    except OutputError as e:
+        fail(PROG, str(e))
+    config = {"program": PROG, "command": command_line(os.path.abspath(__file__), args.argv),
+              "cwd": os.getcwd(),
+              "settings": {k: v for k, v in vars(args).items() if k != "argv"},
+              "seed": args.seed, "versions": versions(),
+              "models": {k: {"backend": m.be.name, "dtype": m.dtype,
+                             "sweep": m.be.sweep_for(_layer(m).cell).name,
+                             "layer": type(m.rnn).__name__} for k, m in models.items()}}
+    for kind, info in config["models"].items():
+        print(f"{kind}: backend {info['backend']}, sweep {info['sweep']}")
+    return config
+
+
+def _layer(model):
+    return getattr(model.rnn, "layer", model.rnn)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    record = preflight(args)
     log_every = max(1, args.steps // 6)
     hists, secs = {}, {}
     for kind in ("3-D", "2-D"):
@@ -167,9 +234,9 @@ def main(argv=None):
         except Diverged as e:  # keep what was done: the curves up to the bad step
             hists[kind] = e.hist
             if any(h["step"] for h in hists.values()):
-                save_plot(args.out, {k: h for k, h in hists.items() if h["step"]})
+                save_plot(args.out, {k: h for k, h in hists.items() if h["step"]}, record)
                 print(f"wrote {args.out} (the steps before it)")
-            print(f"demo3d.py: {e}", file=sys.stderr)
+            print(f"{PROG}: {e}", file=sys.stderr)
             sys.exit(1)
 
     w = max(1, args.steps // 10)  # windows of 10 % of the run
@@ -181,7 +248,7 @@ def main(argv=None):
         b = float(np.median(hists["2-D"]["relevant"][lo:lo + w]))
         print(f"{lo + 1:>6}-{lo + w:<6} | {a:11.4f} | {b:13.4f} | {a / b:9.3f}")
     print(f"time: 3-D {secs['3-D']:.1f} s, 2-D {secs['2-D']:.1f} s")
-    save_plot(args.out, hists)
+    save_plot(args.out, hists, record)
     print(f"wrote {args.out}")
     return hists
 

@@ -4,6 +4,8 @@
     PYTHONPATH=. python examples/ln_zero_input.py --sweep    # + the candidate fixes we rejected
     PYTHONPATH=. python examples/ln_zero_input.py --train    # + train the 8×8 task, both cells
 
+Bad flags (``--steps -3``, ``--seeds 0``): one line on stderr, exit status 2, before any work.
+
 Model: MDLSTM(1 → 16, 2-D, layer-normalised cell) → per-cell dense sigmoid head, the seed's
 MD_LSTM. Loss: the seed's MSE against the task's target, which for x ≡ 0 is t ≡ 0. We print
 max |∂L/∂θ| for every parameter and the input. "nonfinite" means inf or NaN appeared.
@@ -15,12 +17,13 @@ direction is) meets the degenerate cells first.
 
 from __future__ import annotations
 
-import argparse
+import sys
 import time
 
 import numpy as np
 
 from mdlstm_np.cells.layernorm import LayerNormCell
+from mdlstm_np.experiment.cli import MAX_STEPS, OneLineParser, fail, integer
 from mdlstm_np.head import DenseSigmoid
 from mdlstm_np.losses import mse
 from mdlstm_np.mdlstm import MDLSTM
@@ -143,16 +146,46 @@ def train_compare(steps=1000, seeds=(0, 1, 2), backend="numpy"):
                   f"  ({time.perf_counter() - t0:.0f} s)")
 
 
-if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+PROG = "ln_zero_input.py"
+
+
+def parse_args(argv=None):
+    """The flags; a bad one is one line on stderr and exit status 2, before any work."""
+    ap = OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
     ap.add_argument("--sweep", action="store_true", help="also print the candidate fixes")
     ap.add_argument("--train", action="store_true", help="also train both cells on the task")
-    ap.add_argument("--steps", type=int, default=1000)
-    ap.add_argument("--seeds", type=int, default=3)
-    a = ap.parse_args()
+    ap.add_argument("--steps", type=integer(1, MAX_STEPS), default=1000,
+                    help="training steps with --train (1000)")
+    ap.add_argument("--seeds", type=integer(1, 1000), default=3,
+                    help="seeds 0 .. N-1 with --train (3)")
+    return ap.parse_args(argv)
+
+
+def preflight(args):
+    """The largest step this script takes must fit in memory (one line, exit 2, if not):
+    the 64×64 float64 sweep, and with --train the 8×8 task at batch 16. It writes no files."""
+    from mdlstm_np.experiment.memory import check_memory, estimate_model_bytes
+
+    need = estimate_model_bytes(ln_model("seed"), (64 if args.sweep else 32,) * 2, 4)
+    if args.train:
+        need = max(need, estimate_model_bytes(ln_model("seed", dtype="float32"), (8, 8), 16))
+    try:
+        check_memory(need, what="the largest step")
+    except MemoryError as e:
+        fail(PROG, str(e))
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    preflight(a)
     table_zero_input()
     table_corners()
     if a.sweep:
         table_sweep()
     if a.train:
         train_compare(a.steps, tuple(range(a.seeds)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

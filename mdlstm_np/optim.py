@@ -22,7 +22,15 @@ SGD with momentum, as TF's ``MomentumOptimizer``:
     u ← μ u + g
     θ ← θ − α u                               μ = 0 is plain SGD
 
-Only array-API-standard operations (arithmetic, ``xp.sqrt``, ``xp.zeros_like``): no numpy import.
+State for checkpoints: ``opt.state_dict()`` returns ``{"kind", "hyper", "t", "slots"}`` where
+``slots`` maps a slot name ("m", "v" for Adam; "u" for SGD) to ``{param key: array}`` (the
+optimiser's own arrays, on its device; a checkpoint copies them to the host).
+``opt.load_state_dict(state)`` puts such a state back — host numpy or backend arrays — after
+checking kind, hyper-parameters, keys, shapes and dtypes, so a resumed run takes bit for bit the
+steps an uninterrupted one would.
+
+Only array-API-standard operations (arithmetic, ``xp.sqrt``, ``xp.zeros_like``, ``xp.asarray``):
+no numpy import.
 """
 
 from __future__ import annotations
@@ -71,6 +79,58 @@ def _check_grads(params, grads, keys):
                              f"{tuple(grads[k].shape)}")
 
 
+def _dtype_str(dtype) -> str:
+    return str(dtype).rsplit(".", 1)[-1]          # "float32", also for a namespace's dtype
+
+
+def _state_dict(opt, hyper: dict, slots: dict) -> dict:
+    return {"kind": type(opt).__name__, "hyper": dict(hyper), "t": int(opt.t),
+            "slots": {name: dict(arrays) for name, arrays in slots.items()}}
+
+
+def _load_state_dict(opt, state, hyper: dict, slots: dict) -> dict:
+    """Check ``state`` against ``opt`` and return ``{slot: {key: array}}`` on opt's device.
+
+    Raises ValueError naming what differs (kind, a hyper-parameter, a key, a shape, a dtype);
+    ``opt`` is left unchanged on error.
+    """
+    kind = type(opt).__name__
+    if not isinstance(state, dict) or set(state) != {"kind", "hyper", "t", "slots"}:
+        raise ValueError(f"state: expected a dict with keys hyper, kind, slots, t (from "
+                         f"{kind}.state_dict()), got {state!r:.80}")
+    if state["kind"] != kind:
+        raise ValueError(f"state: expected the state of a {kind} optimiser, got "
+                         f"{state['kind']!r}")
+    for name, value in hyper.items():
+        got = state["hyper"].get(name) if isinstance(state["hyper"], dict) else None
+        if got != value:
+            raise ValueError(f"state: expected {name} = {value!r} (this optimiser's), got {got!r}")
+    t = state["t"]
+    if isinstance(t, bool) or not isinstance(t, numbers.Integral) or t < 0:
+        raise ValueError(f"state: expected a step count t >= 0, got {t!r}")
+    got_slots = state["slots"]
+    if not isinstance(got_slots, dict) or set(got_slots) != set(slots):
+        raise ValueError(f"state: expected the slots {sorted(slots)}, got "
+                         f"{sorted(got_slots) if isinstance(got_slots, dict) else got_slots!r}")
+    out = {}
+    for name, mine in slots.items():
+        theirs = state["slots"][name]
+        if not isinstance(theirs, dict) or set(theirs) != set(mine):
+            raise ValueError(f"state: expected slot {name!r} to have the keys {sorted(mine)}, got "
+                             f"{sorted(theirs) if isinstance(theirs, dict) else theirs!r}")
+        out[name] = {}
+        for k, ref in mine.items():
+            a = theirs[k]
+            if tuple(getattr(a, "shape", ())) != tuple(ref.shape):
+                raise ValueError(f"state: expected {name}[{k!r}] of shape {tuple(ref.shape)}, got "
+                                 f"{tuple(getattr(a, 'shape', ()))}")
+            if _dtype_str(getattr(a, "dtype", None)) != _dtype_str(ref.dtype):
+                raise ValueError(f"state: expected {name}[{k!r}] of dtype {ref.dtype}, got "
+                                 f"{getattr(a, 'dtype', type(a).__name__)}")
+            out[name][k] = _namespace(ref).asarray(a)   # host -> ref's device (no cast: same dtype)
+    return out
+
+
 class Adam:
     """Adam with TF's defaults (see the module docstring for the update).
 
@@ -107,6 +167,22 @@ class Adam:
             params[k] = params[k] - lr_t * self.m[k] / (xp.sqrt(self.v[k]) + self.eps)
         return params
 
+    def _hyper(self):
+        return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+
+    def state_dict(self) -> dict:
+        """{"kind": "Adam", "hyper": {lr, beta1, beta2, eps}, "t": steps taken,
+        "slots": {"m": {key: array}, "v": {key: array}}} — the arrays are the optimiser's own
+        (not copies; they are never written in place, so the dict stays a true snapshot)."""
+        return _state_dict(self, self._hyper(), {"m": self.m, "v": self.v})
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict` (arrays may be host numpy; they move to this
+        optimiser's device). Raises ValueError if kind, hyper-parameters, keys, shapes or
+        dtypes differ; nothing changes then."""
+        slots = _load_state_dict(self, state, self._hyper(), {"m": self.m, "v": self.v})
+        self.m, self.v, self.t = slots["m"], slots["v"], int(state["t"])
+
 
 class SGD:
     """SGD with (heavy-ball) momentum μ, as TF's MomentumOptimizer; μ = 0 is plain SGD.
@@ -131,3 +207,13 @@ class SGD:
             self.u[k] = self.momentum * self.u[k] + grads[k]            # u ← μ u + g
             params[k] = params[k] - self.lr * self.u[k]                 # θ ← θ − α u
         return params
+
+    def state_dict(self) -> dict:
+        """{"kind": "SGD", "hyper": {lr, momentum}, "t": steps, "slots": {"u": {key: array}}}."""
+        return _state_dict(self, {"lr": self.lr, "momentum": self.momentum}, {"u": self.u})
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict`; ValueError (and no change) if anything differs."""
+        slots = _load_state_dict(self, state, {"lr": self.lr, "momentum": self.momentum},
+                                 {"u": self.u})
+        self.u, self.t = slots["u"], int(state["t"])

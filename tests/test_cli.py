@@ -128,3 +128,169 @@ def test_demo3d_stops_on_a_nonfinite_loss_with_exit_1(tmp_path, monkeypatch, cap
     assert "not finite" in err and "step 3" in err
     assert out.stat().st_size > 0                              # the two good steps, plotted
     assert os.listdir(tmp_path) == ["d3.png"]
+    from PIL import Image
+
+    record = json.loads(Image.open(out).text["mdlstm_np.config"])   # the run's record
+    assert record["settings"]["steps"] == 5 and record["models"]["3-D"]["sweep"] == "reference"
+    assert record["command"][-2:] == ["--out", str(out)] and record["versions"]["numpy"]
+
+
+# ---------------------------------------------------------------- in-process: one run, one record
+import json  # noqa: E402
+import shutil  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import demo  # noqa: E402
+
+TINY = ["--steps", "3", "--size", "4", "--batch", "2", "--hidden", "3", "--backend", "numpy",
+        "--no-progress"]
+
+
+def demo_main(capsys, *args):
+    """demo.main in this process: (exit status, stdout, stderr)."""
+    try:
+        status = demo.main(list(args))
+    except SystemExit as e:
+        status = e.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def snapshot(folder):
+    return sorted((p.name, p.read_bytes()) for p in folder.iterdir())
+
+
+def one_error_line(err, prog="demo.py"):
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"{prog}: error: ") and "Traceback" not in err
+    return lines[0]
+
+
+def test_config_json_records_the_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    status, stdout, _ = demo_main(capsys, *TINY, "--model", "md_lstm", "--ln", "off",
+                                  "--seed", "4", "--out", str(out))
+    assert status == 0
+    config = json.loads((out / "config.json").read_text())
+    s = config["settings"]
+    assert (s["steps"], s["size"], s["batch"], s["hidden"], s["seed"], s["lr"], s["dtype"],
+            s["ln"], s["model"], s["checkpoint_every"]) == \
+        (3, 4, 2, 3, 4, 0.01, "float32", "off", "md_lstm", 100)
+    assert config["seed"] == 4 and config["backend"] == "numpy"
+    assert config["models"]["MD_LSTM"]["sweep"] == "reference"
+    assert config["models"]["MD_LSTM"]["cell"] == "graves"
+    assert "MD_LSTM: backend numpy, sweep reference" in stdout
+    v = config["versions"]
+    assert set(v) >= {"python", "numpy", "numba", "cupy", "mdlstm_np"}
+    assert v["numpy"] == np.__version__ and v["python"] == sys.version.split()[0]
+    assert config["command"][1:] == [DEMO, *TINY, "--model", "md_lstm", "--ln", "off",
+                                     "--seed", "4", "--out", str(out)]
+    assert config["resumed"] == []
+
+
+def test_a_second_run_into_the_folder_is_refused_unless_overwrite(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert demo_main(capsys, *TINY, "--out", str(out))[0] == 0
+    before = snapshot(out)
+    status, _, err = demo_main(capsys, *TINY, "--model", "md_lstm", "--steps", "2", "--out",
+                               str(out))
+    assert status == 2 and "holds another run's results" in one_error_line(err)
+    assert "--overwrite" in err and "--resume" in err
+    assert snapshot(out) == before
+    status, _, _ = demo_main(capsys, *TINY, "--model", "md_lstm", "--steps", "2", "--out",
+                             str(out), "--overwrite")
+    assert status == 0
+    names = sorted(p.name for p in out.iterdir())            # none of the first run's left
+    assert names == sorted(["config.json", "out_MD_LSTM.tsv", "checkpoint_MD_LSTM.npz",
+                            "predictions_MD_LSTM_before.png", "predictions_MD_LSTM_after.png",
+                            "losses_overall.png", "losses_relevant.png"])
+    assert len((out / "out_MD_LSTM.tsv").read_text().splitlines()) == 1 + 2
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("a user's file")   # not a result: fine
+    assert demo_main(capsys, *TINY, "--model", "md_lstm", "--out", str(tmp_path / "mine"))[0] == 0
+
+
+@pytest.fixture(scope="module")
+def _finished_template(tmp_path_factory):
+    out = tmp_path_factory.mktemp("finished") / "run"
+    assert demo.main([*TINY, "--model", "md_lstm", "--out", str(out),
+                      "--checkpoint-every", "1"]) == 0
+    return out
+
+
+@pytest.fixture
+def finished_run(_finished_template, tmp_path, capsys):
+    """A finished one-model run, copied for each test (which may damage it)."""
+    capsys.readouterr()
+    return shutil.copytree(_finished_template, tmp_path / "run")
+
+
+@pytest.mark.parametrize("damage, words", [
+    ("truncate", "cannot be read, it is truncated, corrupted"),
+    ("flip", "cannot be read, it is truncated, corrupted"),
+    ("other_model", "holds model 'HORIZONTAL_SD_LSTM'"),
+    ("other_hidden", "hidden = 3"),
+    ("other_dtype", "float32"),
+    ("short_log", "do not match"),
+])
+def test_resume_with_a_bad_checkpoint_is_one_line_and_changes_nothing(finished_run, tmp_path,
+                                                                      capsys, damage, words):
+    out = finished_run
+    ckpt = out / "checkpoint_MD_LSTM.npz"
+    data = bytearray(ckpt.read_bytes())
+    config = json.loads((out / "config.json").read_text())
+    if damage == "truncate":
+        ckpt.write_bytes(bytes(data[: len(data) // 3]))
+    elif damage == "flip":
+        data[data.index(b"param/") + 300] ^= 0xFF
+        ckpt.write_bytes(bytes(data))
+    elif damage == "other_model":
+        other = tmp_path / "other"
+        assert demo_main(capsys, *TINY, "--model", "horizontal_sd_lstm", "--out",
+                         str(other))[0] == 0
+        shutil.copy(other / "checkpoint_HORIZONTAL_SD_LSTM.npz", ckpt)
+    elif damage in ("other_hidden", "other_dtype"):   # the record says one thing, the file another
+        key, value = ("hidden", 4) if damage == "other_hidden" else ("dtype", "float64")
+        config["settings"][key] = value
+        (out / "config.json").write_text(json.dumps(config))
+    else:
+        tsv = out / "out_MD_LSTM.tsv"
+        tsv.write_text("".join(tsv.read_text().splitlines(keepends=True)[:-1]))
+    before = snapshot(out)
+    status, _, err = demo_main(capsys, "--resume", str(out), "--no-progress")
+    assert status == 2 and words in one_error_line(err)
+    assert snapshot(out) == before
+
+
+def test_resume_takes_no_other_settings(finished_run, capsys):
+    before = snapshot(finished_run)
+    status, _, err = demo_main(capsys, "--resume", str(finished_run), "--steps", "9")
+    assert status == 2 and "--steps cannot be combined with --resume" in one_error_line(err)
+    assert snapshot(finished_run) == before
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--resume", "{tmp}/nowhere"], "holds no config.json"),
+    (["--steps", "99999999999999999999999"], "steps: expected an integer in [1, 1000000000]"),
+    (["--checkpoint-every", "0"], "checkpoint_every: expected an integer >= 1, got 0"),
+    (["--seed", "-1"], "seed: expected an integer >= 0"),
+    (["--lr", "nan"], "lr: expected a finite number > 0"),
+    (["--batch", "2.5"], "expected an integer, got '2.5'"),
+    (["--size", "3000"], "memory: a training step (grid 3000x3000"),
+    (["--batch", "1e8"], "memory: a training step (grid 8x8, batch 100000000"),
+    (["--out", "{tmp}/a_file"], "exists and is not a folder"),
+])
+def test_more_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, args, words):
+    """Faults: --steps 1e23 was an OverflowError, --size 3000 failed after 12 s naming a small
+    allocation, --batch 1e8 a MemoryError traceback."""
+    (tmp_path / "a_file").write_text("x")
+    args = [a.format(tmp=tmp_path) for a in args]
+    if "--resume" not in args:
+        args = ["--backend", "numpy", "--no-progress", *args]
+        if "--out" not in args:
+            args += ["--out", str(tmp_path / "never")]
+    status, _, err = demo_main(capsys, *args)
+    assert status == 2 and words in one_error_line(err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]

@@ -75,3 +75,54 @@ def test_bad_arguments():
         opt.step(p, {"v": np.zeros(2)})
     with pytest.raises(ValueError, match=r"grads\['w'\]: expected shape \(2,\)"):
         opt.step(p, {"w": np.zeros(3)})
+
+
+@pytest.mark.parametrize("make", [lambda p: Adam(p, lr=0.05),
+                                  lambda p: SGD(p, lr=0.05, momentum=0.9)])
+def test_state_dict_round_trip_continues_bit_for_bit(make):
+    """A fresh optimiser given another's state_dict (as host copies) takes the very same steps."""
+    rng = np.random.default_rng(0)
+    p = {"a": rng.normal(size=(3, 2)).astype(np.float32), "b": rng.normal(size=4)}
+    grads = [{k: rng.normal(size=v.shape).astype(v.dtype) for k, v in p.items()} for _ in range(6)]
+    opt = make(p)
+    for g in grads[:3]:
+        opt.step(p, g)
+    state = opt.state_dict()
+    host = {**state, "slots": {s: {k: np.array(v) for k, v in arrs.items()}
+                               for s, arrs in state["slots"].items()}}
+    q = {k: v.copy() for k, v in p.items()}
+    other = make(q)
+    other.load_state_dict(host)
+    assert other.t == 3
+    for g in grads[3:]:
+        opt.step(p, g)
+        other.step(q, g)
+    for k in p:
+        np.testing.assert_array_equal(p[k], q[k])
+        assert q[k].dtype == p[k].dtype
+
+
+def test_load_state_dict_refuses_a_mismatch_and_changes_nothing():
+    p = {"w": np.zeros(2)}
+    opt = Adam(p, lr=0.01)
+    opt.step(p, {"w": np.ones(2)})
+    good = opt.state_dict()
+    cases = [({**good, "kind": "SGD"}, "state of a Adam"),
+             ({**good, "hyper": {**good["hyper"], "lr": 0.5}}, "lr = 0.01"),
+             ({**good, "t": -1}, "step count"),
+             ({**good, "slots": {"m": good["slots"]["m"]}}, "slots"),
+             ({**good, "slots": {**good["slots"], "v": {"x": np.zeros(2)}}}, "keys"),
+             ({**good, "slots": {**good["slots"], "v": {"w": np.zeros(3)}}}, "shape"),
+             ({**good, "slots": {**good["slots"], "v": {"w": np.zeros(2, np.float32)}}}, "dtype"),
+             ("junk", "expected a dict")]
+    fresh = Adam({"w": np.zeros(2)}, lr=0.01)
+    for state, words in cases:
+        with pytest.raises(ValueError, match=words):
+            fresh.load_state_dict(state)
+        assert fresh.t == 0 and not fresh.m["w"].any()
+
+
+def test_numpy_scalar_learning_rates_are_accepted():
+    p = {"w": np.zeros(2)}
+    assert Adam(p, lr=np.float32(0.5)).lr == 0.5
+    assert SGD(p, lr=np.float64(0.25)).lr == 0.25

@@ -13,6 +13,12 @@ Randomness: ``seed`` feeds one ``numpy.random.SeedSequence`` split into two stre
 the initial parameters and one for the data, so every model trained with the same seed sees
 the same batches.
 
+Runs that lose nothing: the TSV is appended and flushed row by row; a checkpoint
+(``checkpoint.py``: parameters, Adam's moments and step count, the data generator's state, the
+rows) is written atomically every ``checkpoint_every`` steps and at the end; ``resume=True``
+continues from it bit for bit; ``should_stop`` lets a caller (the demo's signal handler) end
+the run cleanly at the end of a step, with a checkpoint.
+
 Host syncs: a loss is brought to the host (``float``) only on logged steps. The finiteness guard
 costs one boolean per step: it reduces ``L·0 + Σ_k Σ dθ_k·0``, which is 0 when everything is
 finite and NaN as soon as any element is NaN or ±inf (inf·0 = NaN), without the false alarms a
@@ -22,9 +28,10 @@ to name the culprit.
 
 from __future__ import annotations
 
+import numbers
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -33,6 +40,8 @@ from ..losses import mse, relevant_loss
 from ..optim import Adam
 from ..validate import check_positive_int
 from .atomic import atomic_write
+from .checkpoint import (CheckpointError, check_matches, load_checkpoint, rows_before,
+                         save_checkpoint)
 from .tasks import random_diagonal
 
 COLUMNS = ("steps", "overall_loss", "time", "relevant_loss")
@@ -46,6 +55,9 @@ class TrainResult:
     params         : final parameters (backend arrays)
     initial_params : the parameters before the first step, as host numpy copies
     model_name     : the model's name
+    tsv_path, checkpoint_path : the files written (None: not asked for)
+    stopped        : True when ``should_stop`` ended the run before ``steps``
+    step           : steps completed (``steps`` unless stopped)
     """
 
     rows: List[dict]
@@ -53,6 +65,9 @@ class TrainResult:
     initial_params: Dict[str, np.ndarray]
     model_name: str
     tsv_path: Optional[str] = None
+    stopped: bool = False                 # should_stop ended the run early
+    step: int = 0                         # steps completed
+    checkpoint_path: Optional[str] = None
 
     def column(self, name: str) -> np.ndarray:
         """One logged column as a float array, e.g. ``result.column("relevant_loss")``."""
@@ -75,6 +90,11 @@ class TrainingDiverged(RuntimeError):
         self.rows, self.initial_params = rows, initial_params
 
 
+def _format_row(row: dict) -> str:
+    return (f"{row['steps']:04d}\t{row['overall_loss']!r}\t{row['time']!r}\t"
+            f"{row['relevant_loss']!r}\n")
+
+
 def write_tsv(rows: List[dict], path: str) -> str:
     """Write ``rows`` (dicts with ``COLUMNS``) tab-separated with a header, atomically.
 
@@ -85,22 +105,35 @@ def write_tsv(rows: List[dict], path: str) -> str:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write("\t".join(COLUMNS) + "\n")
             for row in rows:
-                f.write(f"{row['steps']:04d}\t{row['overall_loss']!r}\t{row['time']!r}\t"
-                        f"{row['relevant_loss']!r}\n")
+                f.write(_format_row(row))
 
     return atomic_write(path, writer, suffix=".tsv")
 
 
-def read_tsv(path: str) -> List[dict]:
-    """Read a log written by :func:`write_tsv` back into rows."""
+def read_tsv(path: str, *, partial_ok: bool = False) -> List[dict]:
+    """Read a log written by :func:`write_tsv` (or appended by :func:`train`) back into rows.
+
+    partial_ok : ignore a last line cut short (a run killed while appending it).
+    Raises ValueError for a wrong header or a malformed row.
+    """
     with open(path, encoding="utf-8") as f:
         header = f.readline().rstrip("\n").split("\t")
         if tuple(header) != COLUMNS:
             raise ValueError(f"path: expected a header {COLUMNS}, got {tuple(header)}")
-        rows = []
-        for line in f:
+        lines = f.readlines()
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            if not line.endswith("\n"):
+                raise ValueError("the line is cut short")
             s, *vals = line.rstrip("\n").split("\t")
+            if len(vals) != len(COLUMNS) - 1:
+                raise ValueError(f"expected {len(COLUMNS)} columns, got {len(vals) + 1}")
             rows.append({"steps": int(s), **{k: float(v) for k, v in zip(COLUMNS[1:], vals)}})
+        except ValueError as e:
+            if partial_ok and i == len(lines) - 1:
+                break
+            raise ValueError(f"path: row {i + 1} of {path} is malformed ({e})") from None
     return rows
 
 
@@ -121,42 +154,169 @@ def _nonfinite_culprit(be, loss, grads) -> str:
     return "?"
 
 
+def _inner_layer(rnn):
+    """The MDLSTM doing the work: the SD baselines wrap one (``.lstm``), the multi-directional
+    layer shares one (``.layer``)."""
+    return getattr(rnn, "lstm", None) or getattr(rnn, "layer", None) or rnn
+
+
+def model_settings(model) -> dict:
+    """What identifies a :class:`~mdlstm_np.experiment.models.Model` in a checkpoint: its
+    name, layer class, sizes, cell and dtype (JSON-able)."""
+    rnn = model.rnn
+    layer = _inner_layer(rnn)
+    cell = getattr(layer, "cell", None)
+    return {"model": getattr(model, "name", "model"), "layer": type(rnn).__name__,
+            "in_channels": getattr(rnn, "in_channels", None), "hidden": rnn.hidden,
+            "ndim": getattr(layer, "ndim", None),
+            "cell": getattr(cell, "name", type(cell).__name__ if cell is not None else None),
+            "head": type(model.head).__name__, "dtype": model.dtype}
+
+
+def run_settings(model, *, steps, batch, size, lr, seed) -> dict:
+    """What a checkpoint of :func:`train` records and a resume must match (``steps`` apart):
+    :func:`model_settings` plus the training settings."""
+    return {**model_settings(model), "steps": int(steps), "batch": int(batch),
+            "size": int(size), "lr": float(lr), "seed": int(seed), "optimizer": "Adam"}
+
+
+def sweep_name(model) -> str:
+    """Which sweep runs the model's recurrent layer on its backend: "reference" or a fast one
+    ("numba-graves", "cupy-graves", ...)."""
+    cell = getattr(_inner_layer(model.rnn), "cell", None)
+    if cell is None:
+        return "unknown"
+    return getattr(model.be.sweep_for(cell), "name", "unknown")
+
+
+def _check_model(model):
+    from .models import Model
+
+    if not isinstance(model, Model):
+        hint = ("; wrap a bare layer with its head, e.g. Model(layer, DenseSigmoid(layer.hidden, "
+                "1)), or use build_model(...)" if hasattr(model, "init_params") else "")
+        raise TypeError(f"model: expected a mdlstm_np Model (a recurrent layer and a head, "
+                        f"mapping (B, size, size, 1) -> (B, size, size, 1)), got "
+                        f"{type(model).__name__}{hint}")
+    if getattr(model.rnn, "in_channels", 1) != 1 or model.head.out_features != 1:
+        raise ValueError(f"model: expected 1 input and 1 output channel for the random-diagonal "
+                         f"task, got {getattr(model.rnn, 'in_channels', '?')} and "
+                         f"{model.head.out_features}")
+
+
+def _check_lr(lr) -> float:
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not np.isfinite(lr) \
+            or not lr > 0:
+        raise ValueError(f"lr: expected a finite number > 0, got {lr!r}")
+    return float(lr)
+
+
+class _Log:
+    """The TSV, appended and flushed row by row (a crash keeps every row logged so far)."""
+
+    def __init__(self, path: Optional[str], rows: List[dict]):
+        self.f = None
+        if path is not None:
+            write_tsv(rows, path)                       # header (+ a resumed run's rows), atomic
+            self.f = open(path, "a", encoding="utf-8")
+
+    def append(self, row: dict):
+        if self.f is not None:
+            self.f.write(_format_row(row))
+            self.f.flush()
+
+    def close(self):
+        if self.f is not None:
+            self.f.close()
+
+
 def train(model, *, steps: int = 1000, batch: int = 16, size: int = 8, lr: float = 0.01,
           seed: int = 0, log_every: int = 1, progress: bool = True,
-          out_tsv: Optional[str] = None) -> TrainResult:
+          out_tsv: Optional[str] = None, checkpoint: Optional[str] = None,
+          checkpoint_every: int = 100, resume: bool = False,
+          should_stop: Optional[Callable[[int], bool]] = None) -> TrainResult:
     """Train ``model`` on the random-diagonal task with Adam(lr) — the seed's experiment.
 
-    model     : a :class:`mdlstm_np.models.Model` (input (B, size, size, 1))
+    model     : a :class:`mdlstm_np.experiment.models.Model` (input (B, size, size, 1))
     steps     : number of Adam steps (the seed: 1000)
     batch     : samples per step (16); size: grid side (8, at least 3)
-    lr        : Adam's learning rate (0.01)
+    lr        : Adam's learning rate (0.01), a Python or numpy real
     seed      : integer seed for initial parameters and data
     log_every : log every n-th step (and always the last); the seed logs every step
     progress  : show a tqdm progress bar
-    out_tsv   : if given, the log is written there (atomically) at the end, or on divergence
+    out_tsv   : if given, the log: created (header) before step 0, then each row appended and
+                flushed as it is logged. Its folder must exist (checked before step 0).
+    checkpoint: if given, a checkpoint file (``checkpoint.py``) written every
+                ``checkpoint_every`` steps, at the end, and when ``should_stop`` stops the run
+    resume    : continue from ``checkpoint`` (which must exist and match this model and these
+                settings; ``steps`` may differ): parameters, Adam's state and the data
+                generator are restored; ``out_tsv``'s rows before the checkpoint's step are
+                checked against it, kept (rows logged after it, e.g. before a kill -9, are
+                dropped: those steps run again) and continued. The losses then equal an
+                uninterrupted run's bit for bit (same backend and dtype). Without ``out_tsv``
+                the result's rows start at the checkpoint.
+    should_stop : called with the number of steps done after every step; True stops the run
+                there (a checkpoint is saved and the result has ``stopped=True``); after the
+                last step the run is complete whatever it says
 
     Returns a :class:`TrainResult`. Raises :class:`TrainingDiverged` if the loss or a gradient
-    is NaN/inf; it carries the last good parameters and the rows so far.
+    is NaN/inf (it carries the last good parameters and the rows so far); TypeError/ValueError
+    for bad arguments and :class:`~.checkpoint.CheckpointError` for an unusable checkpoint,
+    all before step 0.
     """
+    _check_model(model)
     steps = check_positive_int(steps, "steps")
     batch = check_positive_int(batch, "batch")
     size = check_positive_int(size, "size", minimum=3)
     log_every = check_positive_int(log_every, "log_every")
+    checkpoint_every = check_positive_int(checkpoint_every, "checkpoint_every")
     seed = check_positive_int(seed, "seed", minimum=0)
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0 \
-            or not np.isfinite(lr):
-        raise ValueError(f"lr: expected a finite number > 0, got {lr!r}")
+    lr = _check_lr(lr)
+    if resume and checkpoint is None:
+        raise ValueError("resume: expected a checkpoint path to resume from, got none")
     be, xp = model.be, model.be.xp
+    name = getattr(model, "name", "model")
+    settings = run_settings(model, steps=steps, batch=batch, size=size, lr=lr, seed=seed)
 
     init_ss, data_ss = np.random.SeedSequence(seed).spawn(2)
     params = model.init_params(np.random.default_rng(init_ss))
     initial = {k: be.to_numpy(v).copy() for k, v in params.items()}
     data_rng = np.random.default_rng(data_ss)
-    opt = Adam(params, lr=float(lr))
+    opt = Adam(params, lr=lr)
     rows: List[dict] = []
+    start = 0
+    if resume:
+        ckpt = load_checkpoint(checkpoint)
+        check_matches(ckpt, model_name=name, settings=settings, params=params, be=be,
+                      dtype=model.dtype)
+        if ckpt.step > steps:
+            raise CheckpointError(f"checkpoint {checkpoint}: is at step {ckpt.step}, beyond "
+                                  f"this run's {steps} steps")
+        params = {k: be.asarray(v, model.dtype) for k, v in ckpt.params.items()}
+        opt.load_state_dict({**ckpt.optimizer, "slots": {
+            s: {k: be.asarray(v, model.dtype) for k, v in arrs.items()}
+            for s, arrs in ckpt.optimizer["slots"].items()}})
+        data_rng.bit_generator.state = ckpt.rng_state
+        initial = dict(ckpt.initial_params) or initial
+        if out_tsv is not None:
+            try:
+                logged = read_tsv(out_tsv, partial_ok=True)
+            except (OSError, ValueError) as e:
+                raise CheckpointError(f"checkpoint {checkpoint}: its log {out_tsv} cannot be "
+                                      f"read ({e})") from None
+            rows = rows_before(ckpt, logged, out_tsv)
+        start = ckpt.step
 
-    bar = tqdm(range(steps), desc=getattr(model, "name", "train"), disable=not progress,
-               unit="step", dynamic_ncols=True)
+    def save(done):
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, be=be, model_name=name, settings=settings, step=done,
+                            params=params, optimizer=opt, rng=data_rng, rows=rows,
+                            initial_params=initial, extra={"sweep": sweep_name(model)})
+
+    log = _Log(out_tsv, rows)
+    stopped, done = False, start
+    bar = tqdm(range(start, steps), desc=name, disable=not progress, unit="step",
+               dynamic_ncols=True, initial=start, total=steps)
     try:
         for step in bar:
             x, t, pos = random_diagonal(batch, size, data_rng)
@@ -169,15 +329,12 @@ def train(model, *, steps: int = 1000, batch: int = 16, size: int = 8, lr: float
             for g in grads.values():
                 probe = probe + xp.sum(g * 0)                     # NaN iff something is not finite
             if not be.all_finite(probe):
-                name = _nonfinite_culprit(be, loss, grads)
-                what = "the loss" if name == "loss" else f"the gradient of {name!r}"
-                if out_tsv is not None:
-                    write_tsv(rows, out_tsv)
+                culprit = _nonfinite_culprit(be, loss, grads)
+                what = "the loss" if culprit == "loss" else f"the gradient of {culprit!r}"
                 raise TrainingDiverged(
-                    f"{getattr(model, 'name', 'model')}: {what} is not finite (NaN or inf) at "
-                    f"step {step}; stopped before applying it, keeping the parameters of the "
-                    f"last good step", step=step, name=name, params=params, rows=rows,
-                    initial_params=initial)
+                    f"{name}: {what} is not finite (NaN or inf) at step {step}; stopped before "
+                    f"applying it, keeping the parameters of the last good step", step=step,
+                    name=culprit, params=params, rows=rows, initial_params=initial)
             opt.step(params, grads)
             be.synchronize()
             dt = time.perf_counter() - t0
@@ -185,11 +342,22 @@ def train(model, *, steps: int = 1000, batch: int = 16, size: int = 8, lr: float
                 row = {"steps": step, "overall_loss": float(loss), "time": dt,
                        "relevant_loss": float(relevant_loss(be, y, tb, pos))}
                 rows.append(row)
+                log.append(row)
                 bar.set_postfix(loss=f"{row['overall_loss']:.4f}",
                                 relevant=f"{row['relevant_loss']:.4f}", refresh=False)
+            done = step + 1
+            if should_stop is not None and should_stop(done) and done < steps:
+                save(done)
+                stopped = True
+                break
+            if done % checkpoint_every == 0 or done == steps:
+                save(done)
+        else:
+            if start == steps:
+                save(steps)
     finally:
         bar.close()
-    if out_tsv is not None:
-        write_tsv(rows, out_tsv)
-    return TrainResult(rows=rows, params=params, initial_params=initial,
-                       model_name=getattr(model, "name", "model"), tsv_path=out_tsv)
+        log.close()
+    return TrainResult(rows=rows, params=params, initial_params=initial, model_name=name,
+                       tsv_path=out_tsv, stopped=stopped, step=done if stopped else steps,
+                       checkpoint_path=checkpoint)
