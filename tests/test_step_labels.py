@@ -59,7 +59,7 @@ def _numba_sources():
 
 
 def _cuda_sources():
-    sweep = cupy_backend.FusedGravesSweep
+    sweep = cupy_backend.FusedSweep
     fwd = cupy_kernels.GATHER.body + cupy_kernels.FORWARD.body + inspect.getsource(sweep.forward)
     bwd = cupy_kernels.BACKWARD.body + inspect.getsource(sweep.backward)
     return fwd, bwd

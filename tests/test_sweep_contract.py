@@ -104,12 +104,12 @@ def test_a_registered_fast_sweep_is_the_one_the_layer_runs():
 
 def test_a_cell_without_a_fast_sweep_falls_back_to_the_reference():
     be = _RegisteringBackend()
-    layer = MDLSTM(1, 2, ndim=2, backend=be, cell="graves", dtype="float64")  # plain GravesCell: nothing registered for it
+    layer = MDLSTM(1, 2, ndim=2, backend=be, cell="graves", dtype="float64")  # none registered
     out, cache = layer.forward(layer.init_params(np.random.default_rng(1)), np.ones((1, 2, 2, 1)))
     assert cache.sweep is be.reference_sweep and not cache.hot
     assert be.recording.calls == []
-    for name in CPU_BACKENDS:
-        other = MDLSTM(1, 2, ndim=2, cell="leakylp", backend=name, dtype="float64")
+    for name in CPU_BACKENDS:  # a cell class no backend has heard of
+        other = MDLSTM(1, 2, ndim=2, cell=_MyCell(), backend=name, dtype="float64")
         assert other.be.sweep_for(other.cell) is other.be.reference_sweep
 
 
