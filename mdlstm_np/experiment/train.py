@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from ..losses import mse, relevant_loss
 from ..optim import Adam
-from ..validate import check_positive_int
+from ..validate import NonFiniteError, check_positive_int
 from .atomic import atomic_write
 from .checkpoint import (CheckpointError, check_matches, load_checkpoint, rows_before,
                          save_checkpoint)
@@ -322,9 +322,16 @@ def train(model, *, steps: int = 1000, batch: int = 16, size: int = 8, lr: float
             x, t, pos = random_diagonal(batch, size, data_rng)
             t0 = time.perf_counter()
             xb, tb = be.asarray(x, model.dtype), be.asarray(t, model.dtype)
-            y, cache = model.forward(params, xb)                  # (B, size, size, 1)
-            loss, dy = mse(be, y, tb)
-            _, grads = model.backward(dy, cache)
+            try:
+                y, cache = model.forward(params, xb)              # (B, size, size, 1)
+                loss, dy = mse(be, y, tb)
+                _, grads = model.backward(dy, cache)
+            except NonFiniteError as e:  # a layer's state or gradient left the float range
+                raise TrainingDiverged(
+                    f"{name}: a state or gradient is not finite (NaN or inf) at step {step}; "
+                    f"stopped before applying it, keeping the parameters of the last good step "
+                    f"({e})", step=step, name="state", params=params, rows=rows,
+                    initial_params=initial) from None
             probe = loss * 0
             for g in grads.values():
                 probe = probe + xp.sum(g * 0)                     # NaN iff something is not finite
@@ -335,7 +342,24 @@ def train(model, *, steps: int = 1000, batch: int = 16, size: int = 8, lr: float
                     f"{name}: {what} is not finite (NaN or inf) at step {step}; stopped before "
                     f"applying it, keeping the parameters of the last good step", step=step,
                     name=culprit, params=params, rows=rows, initial_params=initial)
+            before = dict(params)  # the optimiser replaces arrays, never changes them
             opt.step(params, grads)
+            probe = None
+            for v in params.values():
+                probe = xp.sum(v * 0) if probe is None else probe + xp.sum(v * 0)
+            if not be.all_finite(probe):  # the update itself overflowed (e.g. a huge lr)
+                culprit = next(k for k in sorted(params) if not be.all_finite(params[k]))
+                params.update(before)
+                if step % log_every == 0:  # this step's loss is sound: keep it in the log
+                    row = {"steps": step, "overall_loss": float(loss),
+                           "time": time.perf_counter() - t0,
+                           "relevant_loss": float(relevant_loss(be, y, tb, pos))}
+                    rows.append(row)
+                    log.append(row)
+                raise TrainingDiverged(
+                    f"{name}: the update of {culprit!r} is not finite (NaN or inf) at step "
+                    f"{step}; stopped, keeping the parameters of the last good step",
+                    step=step, name=culprit, params=params, rows=rows, initial_params=initial)
             be.synchronize()
             dt = time.perf_counter() - t0
             if step % log_every == 0 or step == steps - 1:
