@@ -83,7 +83,8 @@ class SliceWise2D:
 
 
 def build(kind: str, hidden: int) -> Model:
-    rnn = MDLSTM(1, hidden, ndim=3) if kind == "3-D" else SliceWise2D(1, hidden)
+    kw = dict(cell="graves", dtype="float64")  # the cell and precision this comparison used
+    rnn = MDLSTM(1, hidden, ndim=3, **kw) if kind == "3-D" else SliceWise2D(1, hidden, **kw)
     return Model(rnn, DenseSigmoid(hidden, 1), name=kind)
 
 
