@@ -81,7 +81,8 @@ def forward_template(zx, U, h, c, X, Sc, bounds, pred_all, mask, P, gates, b_lo,
                     q = pred_all[d, j] * B + bb
                     for k in range(H):
                         cp[d, k] = c[q, k]
-                cell_forward(Z, r, cp, P, gates, h, c, X, Sc)  # 2-4. (the cell's own steps)  # noqa: F821
+                # 2-4. the cell's own steps (cell_forward: bound by ``specialise``)
+                cell_forward(Z, r, cp, P, gates, h, c, X, Sc)  # noqa: F821
                 m = mask[r]
                 for k in range(H):  # 5. masked cells keep zero state
                     h[r, k] = h[r, k] * m
@@ -145,7 +146,9 @@ def backward_template(dout, UT, h, c, act, X, Sc, bounds, pred_all, succ_all, ma
                     q = pred_all[d, j] * B + bb
                     for k in range(H):
                         cp[d, k] = c[q, k]
-                cell_backward(Z, X, Sc, r, cp, h, c, dh, dc, P, gates, dP, DZ, lr, DCP)  # noqa: F821  # 4'-2'.
+                # 4'-2'. the cell's own steps, mirrored (cell_backward: bound by ``specialise``)
+                cell_backward(Z, X, Sc, r, cp, h, c, dh, dc, P, gates, dP, DZ, lr,  # noqa: F821
+                              DCP)
                 if not whole:
                     for e in range(G):
                         dZ[r, e] = dzb2[lc, e]
