@@ -109,7 +109,7 @@ def _executor(workers: int) -> ThreadPoolExecutor:
 
 
 class NumbaBackend(Backend):
-    """The numpy backend whose Graves MD-LSTM sweep runs in numba-jitted kernels.
+    """The numpy backend whose MD-LSTM sweeps (every cell) run in numba-jitted kernels.
 
     threads : batch chunks run side by side (Python threads; the kernels release the GIL).
         Default 1: on this 2-core machine a second sweep thread competes with NumPy's
