@@ -89,7 +89,7 @@ def _sync(be):
 
 
 def time_call(fn, be, repeats: int):
-    """(median_s, iqr_s, first_s): one warm-up call, then ``repeats`` timed calls."""
+    """(median_s, iqr_s, first_s, min_s): one warm-up call, then ``repeats`` timed calls."""
     if be is not None and be.name == "cupy":  # CUDA events, not the host clock
         from cupyx.profiler import benchmark
 
@@ -110,7 +110,7 @@ def time_call(fn, be, repeats: int):
             ts.append(time.perf_counter() - t0)
         ts = np.asarray(ts)
     q1, med, q3 = np.percentile(ts, [25, 50, 75])
-    return float(med), float(q3 - q1), float(first)
+    return float(med), float(q3 - q1), float(first), float(np.min(ts))
 
 
 def matmul_peak(dtype: str, size: int, repeats: int = 5) -> float:
@@ -301,10 +301,10 @@ def run(args):
             for kind, fn in fns.items():
                 bb = None if kind == "reference" else be
                 reps = args.repeats
-                med, iqr, first = time_call(fn, bb, 1)  # a probe: slow cases get fewer runs
+                med, iqr, first, _ = time_call(fn, bb, 1)  # a probe: slow cases get fewer runs
                 if med * reps > args.budget:
                     reps = max(3, int(args.budget / max(med, 1e-9)))
-                med, iqr, _ = time_call(fn, bb, reps)
+                med, iqr, _, fastest = time_call(fn, bb, reps)
                 fl = flops_per_cell(kind, C, H, G=G) * cells
                 backend = "reference" if kind == "reference" else be.name
                 if backend == "numpy":
@@ -314,6 +314,7 @@ def run(args):
                            backend=backend, sweep=sweep_name(be, cell),
                            x_numpy=None if base is None else med / base,
                            kind=kind, dtype=args.dtype, repeats=reps, median_s=med, iqr_s=iqr,
+                           min_s=fastest,
                            compile_s=max(first - med, 0.0), ns_per_cell=med / cells * 1e9,
                            cells_per_s=cells / med, gflops=fl / med / 1e9,
                            x_floor=med / (fl / (peak * 1e9)), peak_gflops=peak,
@@ -337,6 +338,7 @@ def sweep_name(be, cell) -> str:
 
 
 HEADER = (f"{'config':<8}{'cell':<10}{'backend':<10}{'kind':<8}{'median ms':>10}{'IQR ms':>8}"
+          f"{'min ms':>8}"
           f"{'x numpy':>8}{'compile s':>10}{'ns/cell':>9}{'GFLOP/s':>8}{'x floor':>8}"
           f"{'mem MB':>7}  sweep")
 
@@ -345,7 +347,7 @@ def format_row(r) -> str:
     mem = "" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.0f}"
     xn = "" if r["x_numpy"] is None else f"{r['x_numpy']:.3f}"
     return (f"{r['config']:<8}{r['cell']:<10}{r['backend']:<10}{r['kind']:<8}"
-            f"{r['median_s'] * 1e3:>10.3f}{r['iqr_s'] * 1e3:>8.3f}{xn:>8}"
+            f"{r['median_s'] * 1e3:>10.3f}{r['iqr_s'] * 1e3:>8.3f}{r['min_s'] * 1e3:>8.3f}{xn:>8}"
             f"{r['compile_s']:>10.2f}{r['ns_per_cell']:>9.1f}{r['gflops']:>8.2f}"
             f"{r['x_floor']:>8.1f}{mem:>7}  {r['sweep']}")
 

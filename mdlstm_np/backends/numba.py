@@ -109,7 +109,7 @@ def _executor(workers: int) -> ThreadPoolExecutor:
 
 
 class NumbaBackend(Backend):
-    """The numpy backend whose Graves MD-LSTM sweep runs in numba-jitted kernels.
+    """The numpy backend whose MD-LSTM sweeps (every cell) run in numba-jitted kernels.
 
     threads : batch chunks run side by side (Python threads; the kernels release the GIL).
         Default 1: on this 2-core machine a second sweep thread competes with NumPy's
@@ -129,16 +129,17 @@ class NumbaBackend(Backend):
             raise ValueError(f"threads: expected a positive int, got {threads!r}")
         self.threads, self.min_work = threads, int(min_work)
         self._graves = NumbaGravesSweep(self)
-        self._cells = None
+        self._fast = None  # {cell class: sweep}, made on first use
 
     def fast_sweeps(self) -> dict:
         """Every cell, masked or not: Graves' plain cell (the MD-LSTM and the SD baselines) in
         its own kernels, the others through the one driver of ``numba_driver.py``."""
-        if self._cells is None:  # imported on first use: jitting is lazy, importing is not free
+        if self._fast is None:  # imported on first use: jitting is lazy, importing is not free
             from .numba_cells import KERNELS
 
-            self._cells = {cls: NumbaCellSweep(self, kern) for cls, kern in KERNELS.items()}
-        return {GravesCell: self._graves, **self._cells}
+            self._fast = {GravesCell: self._graves,
+                          **{cls: NumbaCellSweep(self, kern) for cls, kern in KERNELS.items()}}
+        return self._fast
 
     def kernel_plan(self, plan) -> KernelPlan:
         """The kernels' form of a device plan (bounded per-shape cache)."""

@@ -20,7 +20,10 @@ whose globals bind those names to the cell's jitted functions, and jits the copy
 gets its own name, and its file is the cell module's, so editing the cell functions
 invalidates the cached drivers; editing this file changes the code, which does too). Closures
 or dispatcher arguments would do the same job but numba cannot cache them (measured: a fresh
-process recompiled every time). Under NUMBA_DISABLE_JIT=1 the copies are plain Python.
+process recompiled every time; the compile of one cell's pair is ~15-20 s, cached ~0.05 s).
+One cost of the trick: a traceback or typing error inside a specialised driver names
+``numba_cells.py`` with this file's line numbers. Under NUMBA_DISABLE_JIT=1 the copies are
+plain Python.
 
 The row interface (rows are (cell, sample) pairs in wavefront order, r = j·B + b; gate q of
 row r is Z[r, q, k], the layout's blocks in units of H, as in ``numba_kernels.py``)::
@@ -81,7 +84,8 @@ def forward_template(zx, U, h, c, X, Sc, bounds, pred_all, mask, P, gates, b_lo,
                     q = pred_all[d, j] * B + bb
                     for k in range(H):
                         cp[d, k] = c[q, k]
-                cell_forward(Z, r, cp, P, gates, h, c, X, Sc)  # 2-4. (the cell's own steps)  # noqa: F821
+                # 2-4. the cell's own steps (cell_forward: bound by ``specialise``)
+                cell_forward(Z, r, cp, P, gates, h, c, X, Sc)  # noqa: F821
                 m = mask[r]
                 for k in range(H):  # 5. masked cells keep zero state
                     h[r, k] = h[r, k] * m
@@ -145,7 +149,9 @@ def backward_template(dout, UT, h, c, act, X, Sc, bounds, pred_all, succ_all, ma
                     q = pred_all[d, j] * B + bb
                     for k in range(H):
                         cp[d, k] = c[q, k]
-                cell_backward(Z, X, Sc, r, cp, h, c, dh, dc, P, gates, dP, DZ, lr, DCP)  # noqa: F821  # 4'-2'.
+                # 4'-2'. the cell's own steps, mirrored (cell_backward: bound by ``specialise``)
+                cell_backward(Z, X, Sc, r, cp, h, c, dh, dc, P, gates, dP, DZ, lr,  # noqa: F821
+                              DCP)
                 if not whole:
                     for e in range(G):
                         dZ[r, e] = dzb2[lc, e]
