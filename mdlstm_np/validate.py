@@ -13,6 +13,19 @@ import numpy as np
 DTYPES = ("float32", "float64")
 
 
+class NonFiniteError(FloatingPointError, ValueError):
+    """NaN or inf where the engine needs finite numbers: an input (x, a params entry, h0, c0)
+    given to a layer, or a layer's forward state or backward gradient (``MDLSTM.forward`` /
+    ``backward`` check after the sweep: one reduction per pass, never a host synchronisation
+    inside the sweep; the message names the layer, the cell, the first wavefront where it
+    happened and what to do).
+
+    A ValueError (a bad value came in) and a FloatingPointError (the arithmetic left the
+    range), so one ``except NonFiniteError`` catches every case, e.g. a training loop that
+    stops on divergence.
+    """
+
+
 def check_dtype_name(dtype, name="dtype") -> str:
     """``dtype`` as "float32" or "float64"; anything else is a TypeError."""
     s = str(getattr(dtype, "name", dtype))
@@ -51,7 +64,7 @@ def check_grid_input(be, x, *, name="x", ndim, channels, dtype):
     if any(s < 1 for s in shape):
         raise ValueError(f"{name}: expected every axis to have length >= 1, got shape {shape}")
     if not be.all_finite(x):
-        raise ValueError(f"{name}: expected finite values, got NaN or inf")
+        raise NonFiniteError(f"{name}: expected finite values, got NaN or inf")
     return x
 
 
@@ -70,9 +83,10 @@ def check_array(be, a, *, name, shape, dtype):
 
 
 def check_finite(be, a, *, name):
-    """ValueError naming ``name`` unless every element of ``a`` is finite (one reduction)."""
+    """NonFiniteError (a ValueError) naming ``name`` unless every element of ``a`` is finite
+    (one reduction)."""
     if not be.all_finite(a):
-        raise ValueError(f"{name}: expected finite values, got NaN or inf")
+        raise NonFiniteError(f"{name}: expected finite values, got NaN or inf")
     return a
 
 
@@ -149,11 +163,3 @@ def check_rng(rng, name="rng"):
         raise TypeError(f"{name}: expected a numpy.random.Generator, got {type(rng).__name__}")
     return rng
 
-
-class NonFiniteError(FloatingPointError):
-    """A layer's forward state or backward gradient left the floating-point range (NaN/inf).
-
-    Raised by ``MDLSTM.forward``/``backward`` after the sweep (one reduction per pass, never a
-    host synchronisation inside the sweep); the message names the layer, the cell, the first
-    wavefront where it happened and what to do.
-    """

@@ -228,3 +228,18 @@ def test_sd_baseline_refuses_a_foreign_cache(rng):
     out, cache = layer.forward(p, np.zeros((1, 3, 3, 1)))
     with pytest.raises(TypeError, match=r"cache: expected the SDCache"):
         layer.backward(out, cache.inner)
+
+
+def test_every_nan_or_inf_is_one_error_class():
+    """NaN/inf in x, params, h0 and a non-finite state all raise NonFiniteError, which is a
+    ValueError and a FloatingPointError: one ``except`` for a training loop's divergence."""
+    from mdlstm_np.validate import NonFiniteError
+
+    layer, p = _layer("numpy")
+    bad = dict(p, W=np.full_like(p["W"], np.inf))
+    for call in (lambda: layer.forward(bad, _x()),
+                 lambda: layer.forward(p, np.full((1, 3, 3, 2), np.nan, np.float32)),
+                 lambda: layer.forward(p, _x(), h0=np.full((2, 3), np.nan, np.float32))):
+        with pytest.raises(NonFiniteError) as info:
+            call()
+        assert isinstance(info.value, ValueError) and isinstance(info.value, FloatingPointError)

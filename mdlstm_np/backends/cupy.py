@@ -297,6 +297,13 @@ class FusedSweep:
         return SweepResult(dZ, dh0, dc0, None)
 
 
+class FusedGravesSweep(FusedSweep):
+    """The fused sweep of Graves' plain cell (``FusedSweep`` with its kernels)."""
+
+    def __init__(self, be, kernels):
+        super().__init__(be, kernels, GRAVES, "cupy-graves")
+
+
 def fused_sweeps(be, kernels) -> dict:
     """{cell class: FusedSweep} for every cell with fused kernels (Graves', the layer-norm
     cells — fixed and seed share one kernel, κ is a constant —, stable, LeakyLP, peepholes)."""
@@ -305,7 +312,7 @@ def fused_sweeps(be, kernels) -> dict:
     from ..cells.peephole import GravesPeepholeCell
     from ..cells.stable import StableCell
 
-    return {GravesCell: FusedSweep(be, kernels, GRAVES, "cupy-graves"),
+    return {GravesCell: FusedGravesSweep(be, kernels),
             LayerNormCell: FusedSweep(be, kernels, LAYER_NORM, "cupy-layernorm"),
             StableCell: FusedSweep(be, kernels, STABLE, "cupy-stable"),
             LeakyLPCell: FusedSweep(be, kernels, LEAKYLP, "cupy-leakylp"),
