@@ -293,10 +293,14 @@ def train(model, *, steps: int = 1000, batch: int = 16, size: int = 8, lr: float
             raise CheckpointError(f"checkpoint {checkpoint}: is at step {ckpt.step}, beyond "
                                   f"this run's {steps} steps")
         params = {k: be.asarray(v, model.dtype) for k, v in ckpt.params.items()}
-        opt.load_state_dict({**ckpt.optimizer, "slots": {
-            s: {k: be.asarray(v, model.dtype) for k, v in arrs.items()}
-            for s, arrs in ckpt.optimizer["slots"].items()}})
-        data_rng.bit_generator.state = ckpt.rng_state
+        try:
+            opt.load_state_dict({**ckpt.optimizer, "slots": {   # checks keys, shapes, dtypes
+                s: {k: be.asarray(v) for k, v in arrs.items()}
+                for s, arrs in ckpt.optimizer["slots"].items()}})
+            data_rng.bit_generator.state = ckpt.rng_state
+        except (ValueError, TypeError, KeyError) as e:
+            raise CheckpointError(f"checkpoint {checkpoint}: its optimiser or data generator "
+                                  f"state does not fit this run ({e})") from None
         initial = dict(ckpt.initial_params) or initial
         if out_tsv is not None:
             try:
