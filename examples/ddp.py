@@ -153,7 +153,8 @@ class Net(torch.nn.Module):
 
     def __init__(self, hidden, *, ln, backend, dtype):
         super().__init__()
-        self.rnn = MDLSTM(1, hidden, 2, ln={"off": False, "fixed": True, "seed": "seed"}[ln],
+        self.rnn = MDLSTM(1, hidden, 2, cell="graves",  # the seed's MD_LSTM: Graves' cell
+                          ln={"off": False, "fixed": True, "seed": "seed"}[ln],
                           backend=backend, dtype=dtype)
         self.head = torch.nn.Linear(hidden, 1, dtype=self.rnn.torch_dtype)
 

@@ -66,6 +66,7 @@ from torch.autograd.function import once_differentiable
 from . import MDLSTM as EngineMDLSTM
 from . import MultiDirectionalMDLSTM as EngineMultiDir
 from . import get_backend
+from .mdlstm import DEFAULT_DTYPE, DEFAULT_FORGET_BIAS
 from .validate import check_dtype_name
 
 __all__ = ["MDLSTM", "MultiDirectionalMDLSTM", "torch_name"]
@@ -299,8 +300,8 @@ class MDLSTM(EngineModule):
 
     engine_class = EngineMDLSTM
 
-    def __init__(self, in_channels, hidden, ndim=2, *, cell="graves", peepholes=False, ln=False,
-                 forget_bias=0.0, backend="auto", dtype="float64", rng=None):
+    def __init__(self, in_channels, hidden, ndim=2, *, cell=None, peepholes=False, ln=False,
+                 forget_bias=DEFAULT_FORGET_BIAS, backend="auto", dtype=DEFAULT_DTYPE, rng=None):
         super().__init__((in_channels, hidden, ndim),
                          dict(cell=cell, peepholes=peepholes, ln=ln, forget_bias=forget_bias),
                          backend=backend, dtype=dtype, rng=rng)
@@ -319,8 +320,8 @@ class MultiDirectionalMDLSTM(EngineModule):
     engine_class = EngineMultiDir
 
     def __init__(self, in_channels, hidden, ndim=2, *, combine="concat", directions="all",
-                 cell="graves", peepholes=False, ln=False, forget_bias=0.0, backend="auto",
-                 dtype="float64", rng=None):
+                 cell=None, peepholes=False, ln=False, forget_bias=DEFAULT_FORGET_BIAS,
+                 backend="auto", dtype=DEFAULT_DTYPE, rng=None):
         super().__init__((in_channels, hidden, ndim),
                          dict(combine=combine, directions=directions, cell=cell,
                               peepholes=peepholes, ln=ln, forget_bias=forget_bias),

@@ -19,7 +19,7 @@ from mdlstm_np.torch import MDLSTM, MultiDirectionalMDLSTM, torch_name  # noqa: 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DDP_EXAMPLE = os.path.join(ROOT, "examples", "ddp.py")
 
-CELLS = {"graves": {}, "peepholes": {"peepholes": True}, "stable": {"cell": "stable"},
+CELLS = {"graves": {"cell": "graves"}, "peepholes": {"peepholes": True}, "stable": {"cell": "stable"},
          "leakylp": {"cell": "leakylp"}, "ln": {"ln": True}, "ln_seed": {"ln": "seed"}}
 
 
@@ -52,18 +52,20 @@ def tiny_input(seed, shape=(2, 3, 3, 2)):
 # --------------------------------------------------------------------------- gradients
 @pytest.mark.parametrize("kind", list(CELLS))
 def test_gradcheck_every_cell(kind):
-    m = randomize(MDLSTM(2, 3, 2, backend="numpy", **CELLS[kind]), seed=1)
+    m = randomize(MDLSTM(2, 3, 2, backend="numpy", dtype="float64", **CELLS[kind]), seed=1)
     assert gradcheck_module(m, tiny_input(2))
 
 
 @pytest.mark.parametrize("combine", ["concat", "sum"])
 def test_gradcheck_multidirectional(combine):
-    m = randomize(MultiDirectionalMDLSTM(2, 2, 2, combine=combine, backend="numpy"), seed=3)
+    m = randomize(MultiDirectionalMDLSTM(2, 2, 2, combine=combine, backend="numpy",
+                                         dtype="float64"), seed=3)
     assert gradcheck_module(m, tiny_input(4))
 
 
 def test_gradcheck_multidirectional_with_sizes():
-    m = randomize(MultiDirectionalMDLSTM(1, 2, 2, combine="sum", backend="numpy"), seed=5)
+    m = randomize(MultiDirectionalMDLSTM(1, 2, 2, combine="sum", backend="numpy",
+                                         dtype="float64"), seed=5)
     x = tiny_input(6, (2, 3, 4, 1))
     with torch.no_grad():
         x[1, 2:], x[1, :, 2:] = 0.0, 0.0  # sample 1 is 2×2, padded
@@ -90,7 +92,7 @@ def test_auto_backend_on_cpu_matches_numpy():
 
 # --------------------------------------------------------------------------- variable sizes
 def test_sizes_each_sample_equals_running_it_alone():
-    m = randomize(MultiDirectionalMDLSTM(1, 3, 2, backend="numpy"), seed=7)
+    m = randomize(MultiDirectionalMDLSTM(1, 3, 2, backend="numpy", dtype="float64"), seed=7)
     x = torch.zeros(2, 5, 4, 1, dtype=torch.float64)
     x[0] = torch.rand(5, 4, 1, dtype=torch.float64)
     x[1, :3, :2] = torch.rand(3, 2, 1, dtype=torch.float64)
@@ -112,9 +114,9 @@ def test_sizes_each_sample_equals_running_it_alone():
 # --------------------------------------------------------------------------- state_dict
 def test_state_dict_round_trip(tmp_path):
     torch.manual_seed(0)
-    a = MultiDirectionalMDLSTM(1, 2, 2, peepholes=True, backend="numpy")
+    a = MultiDirectionalMDLSTM(1, 2, 2, peepholes=True, backend="numpy", dtype="float64")
     torch.manual_seed(1)
-    b = MultiDirectionalMDLSTM(1, 2, 2, peepholes=True, backend="numpy")
+    b = MultiDirectionalMDLSTM(1, 2, 2, peepholes=True, backend="numpy", dtype="float64")
     engine_keys = list(a.engine.param_shapes())
     assert list(a.state_dict()) == [torch_name(k) for k in engine_keys]  # "d0.W" -> "d0_W"
     assert "d3_w_f" in a.state_dict()
@@ -128,9 +130,9 @@ def test_state_dict_round_trip(tmp_path):
 
 def test_torch_seed_fixes_initial_parameters():
     torch.manual_seed(3)
-    a = MDLSTM(2, 3, 2, backend="numpy")
+    a = MDLSTM(2, 3, 2, backend="numpy", dtype="float64")
     torch.manual_seed(3)
-    b = MDLSTM(2, 3, 2, backend="numpy")
+    b = MDLSTM(2, 3, 2, backend="numpy", dtype="float64")
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.equal(pa, pb)
 
@@ -139,7 +141,7 @@ def test_torch_seed_fixes_initial_parameters():
 def test_in_place_update_between_forward_and_backward_is_caught():
     """The cache holds views of the parameters (no copy); torch's version counters turn an
     in-place change before backward into an error instead of a silently wrong gradient."""
-    m = MDLSTM(1, 2, 2, backend="numpy")
+    m = MDLSTM(1, 2, 2, backend="numpy", dtype="float64")
     out = m(torch.rand(1, 2, 2, 1, dtype=torch.float64))
     with torch.no_grad():
         m.U.add_(1.0)  # what optimizer.step() would do
@@ -150,7 +152,7 @@ def test_in_place_update_between_forward_and_backward_is_caught():
 def test_zero_copies_on_the_cpu():
     """The engine receives views of the tensors, and the module returns the engine's output
     array itself (a non-contiguous view: the module docstring says to use .reshape)."""
-    m = MDLSTM(1, 2, 2, backend="numpy")
+    m = MDLSTM(1, 2, 2, backend="numpy", dtype="float64")
     seen = {}
     forward = m.engine.forward
 
@@ -171,7 +173,7 @@ def test_zero_copies_on_the_cpu():
 
 # --------------------------------------------------------------------------- errors
 def test_clear_errors():
-    m = MDLSTM(2, 3, 2, backend="numpy", dtype="float32")
+    m = MDLSTM(2, 3, 2, cell="graves", backend="numpy", dtype="float32")
     x = torch.rand(1, 3, 3, 2)
     with pytest.raises(TypeError, match=r"x: expected a torch.Tensor, got ndarray"):
         m(x.numpy())
@@ -220,8 +222,8 @@ def _cupy_usable():
 @pytest.mark.skipif(not _cupy_usable(), reason="needs a CUDA GPU, torch with CUDA and cupy")
 def test_cuda_matches_cpu():
     torch.manual_seed(0)
-    cpu = MultiDirectionalMDLSTM(2, 4, 2, backend="numpy")
-    gpu = MultiDirectionalMDLSTM(2, 4, 2, backend="auto").cuda()
+    cpu = MultiDirectionalMDLSTM(2, 4, 2, backend="numpy", dtype="float64")
+    gpu = MultiDirectionalMDLSTM(2, 4, 2, backend="auto", dtype="float64").cuda()
     gpu.load_state_dict(cpu.state_dict())
     x = torch.rand(3, 5, 4, 2, dtype=torch.float64)
     sizes = torch.tensor([[5, 4], [2, 3], [4, 1]])
@@ -262,7 +264,7 @@ def test_training_follows_the_engines_training():
                             ln=False), steps=steps, batch=batch, size=size, lr=lr, seed=seed,
                 progress=False)
     init = res.initial_params
-    rnn = MDLSTM(1, hidden, 2, backend="numpy", dtype="float32")
+    rnn = MDLSTM(1, hidden, 2, cell="graves", backend="numpy", dtype="float32")
     rnn.load_engine_params({k[4:]: v for k, v in init.items() if k.startswith("rnn.")})
     V = torch.nn.Parameter(torch.from_numpy(init["head.V"].copy()))  # (H, 1)
     a = torch.nn.Parameter(torch.from_numpy(init["head.a"].copy()))  # (1,)
