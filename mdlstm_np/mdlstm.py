@@ -110,9 +110,11 @@ class MDLSTM:
       convexly, c(p) = i⊙g + f⊙Σ_d λ̂_d⊙c(p⁻_d) with Σ_d λ̂_d = 1, so |c| ≤ s + 1 on wavefront
       s for *any* weights and input (≤ 2047 on 1024×1024), and ≤ 1/(1 − f_max) while the forget
       gates stay below f_max. Backward, the Jacobian of the carried state sums to f ≤ 1 over
-      the predecessors, so the gradient through c is a sub-probability random walk: each
-      dout injection reaches every cell with weight ≤ 1, and |∂L/∂c| ≤ Σ |dout| over the grid.
-      (The recurrent h-path through U is an ordinary RNN Jacobian; see the measured numbers.)
+      the predecessors, so the gradient carried through c is a sub-probability random walk:
+      each dout injection reaches every cell with total weight ≤ 1 (along the carried state
+      alone, |∂L/∂c| ≤ Σ |dout| over the grid). The recurrent h-path through U is an ordinary
+      RNN Jacobian, bounded by the weights, not by the cell; the measured numbers below show
+      it small at the default initialisation and not growing with the grid.
     * forget_bias 1.0: f = σ(1) = 0.73 at initialisation, a memory of ~1/(1 − f) ≈ 3.7 cells
       along the mixture (TensorFlow's and Jozefowicz et al. 2015's recommendation for LSTMs;
       0.0 gives f = ½, a memory of 2 cells). For the stable cell it only moves the bound
