@@ -47,8 +47,10 @@ def test_fit_learns_a_per_cell_toy_problem():
 def test_classification_reports_validation_accuracy():
     X, _ = running_mean_task(n=40)
     labels = (X.mean(axis=(1, 2, 3)) > 0.5).astype(np.int64)
-    h = fit(classifier(), X, labels, epochs=3, batch=8, progress=False,
+    X = X.astype(np.float32)                     # float32 with a cosine schedule: no promotion
+    h = fit(classifier("float32"), X, labels, epochs=3, batch=8, progress=False,
             validation=(X[:10], labels[:10]), lr_schedule="cosine")
+    assert all(str(v.dtype) == "float32" for v in h.params.values())
     assert h.loss_name == "cross_entropy"
     for row in h.rows:
         assert set(row) == {"epoch", "loss", "val_loss", "val_accuracy", "seconds"}

@@ -29,6 +29,7 @@ otherwise; one boolean per step crosses to the host.
 
 from __future__ import annotations
 
+import math
 import numbers
 import os
 import time
@@ -334,7 +335,8 @@ def fit(model, X, Y, *, loss="auto", epochs: int = 10, batch: int = 32, lr: floa
                         f"last good step", step=step, name=culprit, params=params, rows=rows,
                         initial_params=initial)
                 if lr_schedule == "cosine":
-                    opt.lr = lr * 0.5 * (1.0 + np.cos(np.pi * step / total))
+                    opt.lr = lr * 0.5 * (1.0 + math.cos(math.pi * step / total))  # a Python float:
+                    # a numpy float64 would promote float32 parameters (NEP 50)
                 opt.step(params, grads)
                 loss_sum = loss_sum + L * len(idx)             # stays on the device
                 bar.update(1)
