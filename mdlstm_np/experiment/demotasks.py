@@ -28,7 +28,7 @@ from .gridmodel import DenseLinear, GridModel
 from .models import MODEL_NAMES, build_model
 
 TASK_DEFAULTS = {
-    "gaussian": dict(size=12, train=256, val=128, epochs=8, batch=16, hidden=16, lr=0.01),
+    "gaussian": dict(size=12, train=256, val=128, epochs=20, batch=16, hidden=16, lr=0.01),
     "digits": dict(size=8, train=898, val=899, epochs=120, batch=32, hidden=32, lr=0.01),
     "diagonal3d": dict(size=5, train=256, val=64, epochs=10, batch=16, hidden=8, lr=0.01),
 }
