@@ -118,3 +118,12 @@ def test_bad_input_names_the_argument(change, words):
     with pytest.raises((TypeError, ValueError)) as e:
         fit(model, X, Y, epochs=args.pop("epochs", 1), progress=False, **args)
     assert words in str(e.value)
+
+
+def test_an_overflowing_update_stops_with_training_diverged():
+    """lr 1e300: the first update makes the parameters inf; the next forward pass's own check
+    must end the run as TrainingDiverged (not a bare ValueError from the layer)."""
+    X, Y = running_mean_task(n=8, size=4)
+    with pytest.raises(TrainingDiverged, match="not finite"):
+        fit(regressor(2, dtype="float32"), X.astype(np.float32), Y.astype(np.float32),
+            lr=1e300, epochs=2, batch=4, progress=False)

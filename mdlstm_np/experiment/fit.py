@@ -44,7 +44,7 @@ from ..losses import mse
 from ..optim import Adam
 from ..readout import softmax_cross_entropy
 from .checkpoint import CheckpointError, check_matches, load_checkpoint, save_checkpoint
-from .train import TrainingDiverged, _check_lr, _nonfinite_culprit
+from .train import TrainingDiverged, _check_lr, _nonfinite_culprit, diverged_from
 
 LOSSES = ("auto", "mse", "cross_entropy")
 SCHEDULES = ("constant", "cosine")
@@ -319,10 +319,13 @@ def fit(model, X, Y, *, loss="auto", epochs: int = 10, batch: int = 32, lr: floa
                 idx = order[i:i + batch]
                 xb = X[idx] if augment is None else augment(X[idx], rng)
                 kw = {} if sizes is None else {"sizes": sizes[idx]}
-                y, cache = model.forward(params, be.asarray(xb, model.dtype), **kw)
                 t = Y[idx] if loss_name == "cross_entropy" else be.asarray(Y[idx], model.dtype)
-                L, dy = loss_fn(be, y, t)
-                _, grads = model.backward(dy, cache)
+                try:
+                    y, cache = model.forward(params, be.asarray(xb, model.dtype), **kw)
+                    L, dy = loss_fn(be, y, t)
+                    _, grads = model.backward(dy, cache)
+                except (FloatingPointError, ValueError) as e:     # the layers' own checks
+                    raise diverged_from(e, name, step, params, rows, initial) from None
                 probe = L * 0
                 for g in grads.values():
                     probe = probe + xp.sum(g * 0)             # NaN iff something is not finite

@@ -167,10 +167,11 @@ def plot_gaussian_fields(examples: dict, histories: dict, metrics: dict, path: s
                          settings: dict = None) -> str:
     """The Gaussian-field comparison, one row per kind of field: an example field (image with
     a colour bar), the validation MSE of every model per epoch (log-y, with the "copy the
-    current value" baseline dashed), the final validation MSE per model (bars).
+    current value" baseline dashed), the final validation MSE per model over all cells and
+    over the interior (every column but the last, whose target is the artificial 0).
 
     examples  : {kind: (S, S) field}; histories: {(kind, model): rows};
-    metrics   : {kind: {"models": {model: {"val_mse": ...}},
+    metrics   : {kind: {"models": {model: {"val_mse": ..., "val_mse_interior": ...}},
                         "copy_current_value_mse_interior": ...}}
     """
     kinds = list(examples)
@@ -194,13 +195,22 @@ def plot_gaussian_fields(examples: dict, histories: dict, metrics: dict, path: s
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
         ax = axes[row, 2]
-        vals = [metrics[kind]["models"][n]["val_mse"] for n in names]
-        ax.bar(range(len(names)), vals, color=[f"C{i}" for i in range(len(names))])
-        for i, v in enumerate(vals):
-            ax.text(i, v, f"{v:.3f}", ha="center", va="bottom", fontsize=8)
-        ax.set_xticks(range(len(names)))
+        x = np.arange(len(names))
+        for offset, key, hatch, label in ((-0.2, "val_mse", None, "all cells"),
+                                          (0.2, "val_mse_interior", "//",
+                                           "interior (last column left out)")):
+            vals = [metrics[kind]["models"][n][key] for n in names]
+            ax.bar(x + offset, vals, width=0.38, color=[f"C{i}" for i in range(len(names))],
+                   hatch=hatch, edgecolor="white" if hatch else None, label=label)
+            for i, v in enumerate(vals):
+                ax.text(i + offset, v, f"{v:.3f}", ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(x)
         ax.set_xticklabels([n.replace("_SD_LSTM", "\nSD_LSTM") for n in names], fontsize=8)
-        ax.set(ylabel="final validation MSE (all cells)", title=f"{kind}: final MSE")
+        ax.set(ylabel="final validation MSE", title=f"{kind}: final MSE (hatched: interior)")
+        top = max(max(v["val_mse"], v["val_mse_interior"])
+                  for v in metrics[kind]["models"].values())
+        ax.set_ylim(0, 1.4 * top)                     # room for the legend above the bars
+        ax.legend(fontsize=7, loc="upper left")
     if settings:
         fig.suptitle("Gaussian random fields, " + settings_text(settings), fontsize=10)
     fig.tight_layout()

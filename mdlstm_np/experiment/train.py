@@ -90,6 +90,18 @@ class TrainingDiverged(RuntimeError):
         self.rows, self.initial_params = rows, initial_params
 
 
+def diverged_from(error: Exception, name: str, step: int, params, rows, initial):
+    """The layers' own finiteness checks (``NonFiniteError``, a FloatingPointError, or the
+    ValueError of ``check_params`` for parameters an overflowing update made inf) as a
+    :class:`TrainingDiverged`; any other error is re-raised unchanged."""
+    if not isinstance(error, FloatingPointError) and "finite" not in str(error):
+        raise error
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return TrainingDiverged(f"{name}: a value is not finite (NaN or inf) at step {step} "
+                            f"({reason}); stopped there", step=step, name="forward/backward",
+                            params=params, rows=rows, initial_params=initial)
+
+
 def _format_row(row: dict) -> str:
     return (f"{row['steps']:04d}\t{row['overall_loss']!r}\t{row['time']!r}\t"
             f"{row['relevant_loss']!r}\n")
@@ -322,9 +334,12 @@ def train(model, *, steps: int = 1000, batch: int = 16, size: int = 8, lr: float
             x, t, pos = random_diagonal(batch, size, data_rng)
             t0 = time.perf_counter()
             xb, tb = be.asarray(x, model.dtype), be.asarray(t, model.dtype)
-            y, cache = model.forward(params, xb)                  # (B, size, size, 1)
-            loss, dy = mse(be, y, tb)
-            _, grads = model.backward(dy, cache)
+            try:
+                y, cache = model.forward(params, xb)              # (B, size, size, 1)
+                loss, dy = mse(be, y, tb)
+                _, grads = model.backward(dy, cache)
+            except (FloatingPointError, ValueError) as e:         # the layer's own checks
+                raise diverged_from(e, name, step, params, rows, initial) from None
             probe = loss * 0
             for g in grads.values():
                 probe = probe + xp.sum(g * 0)                     # NaN iff something is not finite
