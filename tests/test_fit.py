@@ -127,3 +127,11 @@ def test_an_overflowing_update_stops_with_training_diverged():
     with pytest.raises(TrainingDiverged, match="not finite"):
         fit(regressor(2, dtype="float32"), X.astype(np.float32), Y.astype(np.float32),
             lr=1e300, epochs=2, batch=4, progress=False)
+
+
+def test_validate_every_leaves_nan_between_evaluations():
+    X, Y = running_mean_task(n=8, size=4)
+    h = fit(regressor(2), X, Y, epochs=5, batch=4, progress=False, validation=(X, Y),
+            validate_every=2)
+    done = [not np.isnan(v) for v in h["val_loss"]]
+    assert done == [False, True, False, True, True]            # epochs 2, 4 and the last

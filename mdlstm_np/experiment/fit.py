@@ -213,7 +213,7 @@ def _evaluate(model, params, X, Y, loss_fn, loss_name, batch, sizes):
 def fit(model, X, Y, *, loss="auto", epochs: int = 10, batch: int = 32, lr: float = 0.01,
         lr_schedule: str = "constant", validation=None, seed: int = 0, progress: bool = True,
         checkpoint: Optional[str] = None, checkpoint_every: int = 1, resume: bool = False,
-        sizes=None, augment: Optional[Callable] = None,
+        sizes=None, augment: Optional[Callable] = None, validate_every: int = 1,
         should_stop: Optional[Callable[[int], bool]] = None) -> History:
     """Train ``model`` on host arrays with Adam; see the module docstring.
 
@@ -225,7 +225,8 @@ def fit(model, X, Y, *, loss="auto", epochs: int = 10, batch: int = 32, lr: floa
     epochs, batch : ints >= 1 (the last minibatch of an epoch may be smaller)
     lr          : Adam's step size; lr_schedule "constant" or "cosine" (half cosine to 0)
     validation  : None, (Xv, Yv) or (Xv, Yv, sizes_v), checked like X, Y; evaluated after
-                  every epoch ("val_loss", and "val_accuracy" for cross_entropy)
+                  every ``validate_every`` epochs and after the last ("val_loss", and
+                  "val_accuracy" for cross_entropy; other epochs' rows have NaN there)
     seed        : int >= 0; progress: a tqdm bar over the steps
     checkpoint  : path of a ``.npz`` written every ``checkpoint_every`` epochs and at the end;
                   resume=True continues from it when it exists (from scratch otherwise)
@@ -245,6 +246,7 @@ def fit(model, X, Y, *, loss="auto", epochs: int = 10, batch: int = 32, lr: floa
     batch = _check_int(batch, "batch", 1)
     seed = _check_int(seed, "seed", 0)
     checkpoint_every = _check_int(checkpoint_every, "checkpoint_every", 1)
+    validate_every = _check_int(validate_every, "validate_every", 1)
     lr = _check_lr(lr)
     if lr_schedule not in SCHEDULES:
         raise ValueError(f"lr_schedule: expected one of {', '.join(SCHEDULES)}, got "
@@ -344,7 +346,10 @@ def fit(model, X, Y, *, loss="auto", epochs: int = 10, batch: int = 32, lr: floa
                 loss_sum = loss_sum + L * len(idx)             # stays on the device
                 bar.update(1)
             row = {"epoch": epoch + 1, "loss": float(loss_sum) / N}
-            if val is not None:
+            if val is not None and (epoch + 1) % validate_every and epoch + 1 < epochs:
+                row.update({"val_loss": float("nan")}, **(
+                    {"val_accuracy": float("nan")} if loss_name == "cross_entropy" else {}))
+            elif val is not None:
                 row.update(_evaluate(model, params, val[0], val[1], loss_fn, loss_name, batch,
                                      val[2]))
             row["seconds"] = time.perf_counter() - t0
