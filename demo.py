@@ -60,11 +60,16 @@ import signal
 import sys
 import time
 
-import numpy as np
+# The matrices are tiny: extra BLAS threads only add synchronisation (much more so on a shared
+# machine). Set before numpy loads BLAS; a value the user exported wins.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-from mdlstm_np.experiment.cli import MAX_STEPS, OneLineParser
-from mdlstm_np.experiment.cli import fail as _fail
-from mdlstm_np.experiment.cli import parse_integer as integer
+import numpy as np  # noqa: E402
+
+from mdlstm_np.experiment.cli import MAX_STEPS, OneLineParser  # noqa: E402
+from mdlstm_np.experiment.cli import fail as _fail  # noqa: E402
+from mdlstm_np.experiment.cli import parse_integer as integer  # noqa: E402
 
 PROG = "demo.py"
 RESULT_PATTERNS = ("out_*.tsv", "checkpoint_*.npz", "losses_*.png", "predictions_*.png",
@@ -111,7 +116,7 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--val", type=integer, default=d(None), metavar="N",
                    help="validation/test samples (not diagonal; default per task)")
     p.add_argument("--model", default=d("all"),
-                   help="MD_LSTM, HORIZONTAL_SD_LSTM, SNAKE_SD_LSTM (any case) or all "
+                   help="one of the task's models (listed below; any case) or all "
                         "(default: all)")
     p.add_argument("--backend", default=d("auto"), help="auto|numpy|numba|cupy (default: auto)")
     p.add_argument("--steps", type=integer, default=d(1000), help="training steps (default: 1000)")
@@ -144,12 +149,12 @@ def _epilog() -> str:
     from mdlstm_np.experiment.models import MODEL_NAMES
 
     lines = ["tasks, their models (--model: one of them, any case, or all) and defaults:",
-             f"  diagonal    {', '.join(MODEL_NAMES)}; --steps 1000 --size 8 --batch 16 "
-             f"--hidden 16 --lr 0.01"]
+             f"  diagonal    {', '.join(MODEL_NAMES)}",
+             "              --steps 1000 --size 8 --batch 16 --hidden 16 --lr 0.01"]
     for task, d in TASK_DEFAULTS.items():
-        lines.append(f"  {task:<11} {', '.join(TASK_MODELS[task])}; --epochs {d['epochs']} "
-                     f"--size {d['size']} --train {d['train']} --val {d['val']} --batch "
-                     f"{d['batch']} --hidden {d['hidden']} --lr {d['lr']}")
+        lines += [f"  {task:<11} {', '.join(TASK_MODELS[task])}",
+                  f"              --epochs {d['epochs']} --size {d['size']} --train {d['train']} "
+                  f"--val {d['val']} --batch {d['batch']} --hidden {d['hidden']} --lr {d['lr']}"]
     lines += ["backends: auto (numba on a CPU when installed, cupy on a GPU), numpy, numba, cupy",
               "files written in --out:",
               "  every task   config.json, metrics.json",
