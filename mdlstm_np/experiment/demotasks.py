@@ -139,7 +139,8 @@ def run_digits(s, names, out, be):
         if h.stopped:
             return metrics, written, True
     path = os.path.join(out, "digits_curves.png")
-    written.append(plot_histories(histories, path, settings=s, task="digits (test set)"))
+    written.append(plot_histories(histories, path, settings=s, task="digits",
+                                  val_label="test"))
     return metrics, written, False
 
 

@@ -129,7 +129,8 @@ def settings_text(s: dict) -> str:
     return ", ".join(parts)
 
 
-def plot_histories(histories: dict, path: str, *, settings: dict = None, task: str = "") -> str:
+def plot_histories(histories: dict, path: str, *, settings: dict = None, task: str = "",
+                   val_label: str = "validation") -> str:
     """Per-epoch curves of :func:`mdlstm_np.fit` histories, one line per model: training and
     validation loss (log-y), and validation accuracy when the rows have it.
 
@@ -147,14 +148,15 @@ def plot_histories(histories: dict, path: str, *, settings: dict = None, task: s
         ax.plot(e, [max(r["loss"], 1e-12) for r in rows], color=color, label=f"{name} train")
         if rows and "val_loss" in rows[0]:
             ax.plot(e, [max(r["val_loss"], 1e-12) for r in rows], color=color, linestyle="--",
-                    label=f"{name} validation")
+                    marker="." if len(rows) < 30 else None, label=f"{name} {val_label}")
         if acc:
             axes[0, 1].plot(e, [100 * r["val_accuracy"] for r in rows], color=color, label=name)
     ax.set(yscale="log", xlabel="epoch", ylabel="loss", title=f"{task}: loss")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     if acc:
-        axes[0, 1].set(xlabel="epoch", ylabel="accuracy (%)", title=f"{task}: accuracy")
+        axes[0, 1].set(xlabel="epoch", ylabel=f"{val_label} accuracy (%)",
+                       title=f"{task}: accuracy")
         axes[0, 1].grid(alpha=0.3)
         axes[0, 1].legend(fontsize=7)
     if settings:
