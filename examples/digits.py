@@ -71,12 +71,13 @@ def build_classifier(kind: str, hidden: int, readout: str, be, dtype: str) -> Gr
     """Recurrent layer -> read-out -> logits, parameters in one dict ("rnn.*", "head.*").
 
     x (B, 8, 8, 1) -> h (B, 8, 8, F) -> logits (B, 10); ``GridModel`` runs backward in reverse.
-    Graves' cell is named explicitly (the layers' default is the "stable" cell).
+    The MD-LSTMs use the "stable" cell (the layers' default, named explicitly): with fit, seed 0,
+    md4 reached 97.2 % with it and 96.6 % with Graves' cell (seed 1: 95.8 %).
     """
     if kind == "md4":
-        rnn = MultiDirectionalMDLSTM(1, hidden, ndim=2, cell="graves", backend=be, dtype=dtype)
+        rnn = MultiDirectionalMDLSTM(1, hidden, ndim=2, cell="stable", backend=be, dtype=dtype)
     elif kind == "md1":
-        rnn = MultiDirectionalMDLSTM(1, hidden, ndim=2, directions=[(1, 1)], cell="graves",
+        rnn = MultiDirectionalMDLSTM(1, hidden, ndim=2, directions=[(1, 1)], cell="stable",
                                      backend=be, dtype=dtype)
     elif kind == "horizontal":
         rnn = HorizontalSDLSTM(1, hidden, backend=be, dtype=dtype)
