@@ -101,6 +101,7 @@ def test_a_nonfinite_loss_stops_without_applying_the_update():
     (dict(X=np.zeros((4, 4))), "X: expected shape (N, *S, C)"),
     (dict(Y=np.zeros((3, 4, 4, 1))), "Y: expected 4 targets"),
     (dict(Y=np.zeros((4, 5, 4, 1))), "Y: mse expects float per-cell targets"),
+    (dict(Y=np.zeros((4, 4, 4, 2))), "Y: expected 1 target(s) per cell"),
     (dict(loss="hinge"), "loss: expected one of"),
     (dict(loss="cross_entropy"), "Y: cross_entropy expects integer class labels"),
     (dict(epochs=0), "epochs: expected an integer >= 1"),
@@ -135,3 +136,9 @@ def test_validate_every_leaves_nan_between_evaluations():
             validate_every=2)
     done = [not np.isnan(v) for v in h["val_loss"]]
     assert done == [False, True, False, True, True]            # epochs 2, 4 and the last
+
+
+def test_labels_beyond_the_models_classes_are_refused_before_training():
+    X, _ = running_mean_task(n=4, size=4)
+    with pytest.raises(ValueError, match=r"Y: expected class labels in \[0, 1\]"):
+        fit(classifier(), X, np.array([0, 1, 2, 1]), epochs=1, progress=False)

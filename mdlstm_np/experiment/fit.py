@@ -242,6 +242,13 @@ def fit(model, X, Y, *, loss="auto", epochs: int = 10, batch: int = 32, lr: floa
     X = _check_x(X)
     loss_name, loss_fn = _resolve_loss(loss, Y)
     Y = _check_y(Y, X, loss_name)
+    K = getattr(model, "out_features", None)             # a GridModel's outputs per cell/image
+    if isinstance(K, int) and loss_name == "cross_entropy" and Y.max() >= K:
+        raise ValueError(f"Y: expected class labels in [0, {K - 1}] (the model has {K} "
+                         f"classes), got labels up to {int(Y.max())}")
+    if isinstance(K, int) and loss_name == "mse" and Y.shape[-1] != K:
+        raise ValueError(f"Y: expected {K} target(s) per cell (the model's outputs), got "
+                         f"shape {Y.shape}")
     epochs = _check_int(epochs, "epochs", 1)
     batch = _check_int(batch, "batch", 1)
     seed = _check_int(seed, "seed", 0)
