@@ -121,6 +121,7 @@ def test_bad_input_names_the_argument(change, words):
     assert words in str(e.value)
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 def test_an_overflowing_update_stops_with_training_diverged():
     """lr 1e300: the first update makes the parameters inf; the next forward pass's own check
     must end the run as TrainingDiverged (not a bare ValueError from the layer)."""
