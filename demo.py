@@ -1,11 +1,29 @@
 """Reproduce the seed's experiment: the random-diagonal task with MD_LSTM and the two
-single-direction baselines.
+single-direction baselines; or another task with ``--task``.
 
     python demo.py                       # all three models, the seed's settings, 1000 steps
     python demo.py --model md_lstm --steps 200 --backend numpy --out my_run
     python demo.py --resume my_run       # continue an interrupted run to its configured steps
+    python demo.py --task gaussian       # the seed's Gaussian random fields (~3 min, numba)
+    python demo.py --task digits         # 8x8 handwritten digits (~3-5 min, numba)
+    python demo.py --task diagonal3d     # the random diagonal in 5x5x5 volumes (~1 min)
 
-Writes to --out (default demo_out/), one run per folder:
+Tasks (``--task``, default diagonal):
+    diagonal     the seed's random-diagonal task, trained step by step by
+                 ``experiment/train.py`` (fresh batches each step; its checkpoint, resume and
+                 signal handling are described below)
+    gaussian     Gaussian random fields, isotropic and anisotropic, predict the next value to
+                 the right: MD_LSTM, HORIZONTAL_SD_LSTM, SNAKE_SD_LSTM with a linear head
+    digits       scikit-learn's digits, fixed split: MD4_LSTM (4 scans), MD_LSTM,
+                 HORIZONTAL_SD_LSTM, SNAKE_SD_LSTM, mean-pooling read-out, softmax
+    diagonal3d   MD_LSTM_3D against MD_LSTM_2D_SLICES on the volumetric random diagonal
+The last three train with ``mdlstm_np.fit`` (epochs over a fixed data set: --epochs, --train,
+--val; --steps, --ln and --resume are the diagonal task's only); ``experiment/demotasks.py``.
+They write config.json, metrics.json, checkpoint_<task>_<MODEL>.npz (every
+--checkpoint-every epochs) and one figure (gaussian_fields.png, digits_curves.png,
+losses_3d.png). metrics.json for digits holds "test_accuracy": {model: accuracy in [0, 1]}.
+
+Writes to --out (default demo_out/), one run per folder (the diagonal task):
     config.json                        every setting, the seed, the backend and sweep of each
                                        model, the versions of Python, numpy, numba, cupy and
                                        mdlstm_np, the command line (and each resume)
@@ -17,6 +35,9 @@ Writes to --out (default demo_out/), one run per folder:
     losses_relevant.png                squared error at the second one, every model
     predictions_<MODEL>_before.png     input | prediction | ground truth, before training
     predictions_<MODEL>_after.png      the same samples after training (or where it stopped)
+    receptive_fields.png               |d output / d input| at the cell that counts, per model
+    metrics.json                       per model: steps done, final overall loss, median
+                                       relevant loss over the last 100 logged steps
 
 Before step 1 the demo checks every flag, that --out can be created and written and has room,
 that the folder holds no other run's results (else --overwrite, or --resume), and that the run
@@ -39,14 +60,22 @@ import signal
 import sys
 import time
 
-import numpy as np
+# The matrices are tiny: extra BLAS threads only add synchronisation (much more so on a shared
+# machine). Set before numpy loads BLAS; a value the user exported wins.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-from mdlstm_np.experiment.cli import MAX_STEPS, OneLineParser
-from mdlstm_np.experiment.cli import fail as _fail
-from mdlstm_np.experiment.cli import parse_integer as integer
+import numpy as np  # noqa: E402
+
+from mdlstm_np.experiment.cli import MAX_STEPS, OneLineParser  # noqa: E402
+from mdlstm_np.experiment.cli import fail as _fail  # noqa: E402
+from mdlstm_np.experiment.cli import parse_integer as integer  # noqa: E402
 
 PROG = "demo.py"
-RESULT_PATTERNS = ("out_*.tsv", "checkpoint_*.npz", "losses_*.png", "predictions_*.png")
+RESULT_PATTERNS = ("out_*.tsv", "checkpoint_*.npz", "losses_*.png", "predictions_*.png",
+                   "metrics.json", "receptive_fields.png", "gaussian_fields.png",
+                   "digits_curves.png")
+TASKS = ("diagonal", "gaussian", "digits", "diagonal3d")
 # Tests only: "SIGINT:7" sends SIGINT to this process when its 7th training step (counted over
 # all models trained by this process) is done, so an interruption lands at a known step.
 SIGNAL_HOOK = "MDLSTM_NP_DEMO_SIGNAL_AT"
@@ -74,10 +103,20 @@ SETTINGS = ("model", "backend", "steps", "size", "batch", "hidden", "lr", "seed"
 def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
     """The demo's flags; ``suppress``: no defaults (tells which flags were given)."""
     d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
-    p = _Parser(prog=PROG, description="Train the seed's models on the random-diagonal task.",
-                argument_default=argparse.SUPPRESS if suppress else None)
+    p = _Parser(prog=PROG, description="Train the seed's models on the random-diagonal task, "
+                                       "or on another task (--task).",
+                argument_default=argparse.SUPPRESS if suppress else None,
+                epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", default=d("diagonal"), choices=TASKS,
+                   help="diagonal (default, the seed's), gaussian, digits or diagonal3d")
+    p.add_argument("--epochs", type=integer, default=d(None),
+                   help="passes over the training set (not diagonal; default per task)")
+    p.add_argument("--train", type=integer, default=d(None), metavar="N",
+                   help="training samples (not diagonal; default per task)")
+    p.add_argument("--val", type=integer, default=d(None), metavar="N",
+                   help="validation/test samples (not diagonal; default per task)")
     p.add_argument("--model", default=d("all"),
-                   help="MD_LSTM, HORIZONTAL_SD_LSTM, SNAKE_SD_LSTM (any case) or all "
+                   help="one of the task's models (listed below; any case) or all "
                         "(default: all)")
     p.add_argument("--backend", default=d("auto"), help="auto|numpy|numba|cupy (default: auto)")
     p.add_argument("--steps", type=integer, default=d(1000), help="training steps (default: 1000)")
@@ -103,6 +142,28 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", default=d(False),
                    help="no progress bar")
     return p
+
+
+def _epilog() -> str:
+    from mdlstm_np.experiment.demotasks import TASK_DEFAULTS, TASK_FILES, TASK_MODELS
+    from mdlstm_np.experiment.models import MODEL_NAMES
+
+    lines = ["tasks, their models (--model: one of them, any case, or all) and defaults:",
+             f"  diagonal    {', '.join(MODEL_NAMES)}",
+             "              --steps 1000 --size 8 --batch 16 --hidden 16 --lr 0.01"]
+    for task, d in TASK_DEFAULTS.items():
+        lines += [f"  {task:<11} {', '.join(TASK_MODELS[task])}",
+                  f"              --epochs {d['epochs']} --size {d['size']} --train {d['train']} "
+                  f"--val {d['val']} --batch {d['batch']} --hidden {d['hidden']} --lr {d['lr']}"]
+    lines += ["backends: auto (numba on a CPU when installed, cupy on a GPU), numpy, numba, cupy",
+              "files written in --out:",
+              "  every task   config.json, metrics.json",
+              "  diagonal     out_<MODEL>.tsv, checkpoint_<MODEL>.npz, losses_overall.png,",
+              "               losses_relevant.png, predictions_<MODEL>_before/after.png,",
+              "               receptive_fields.png",
+              "  other tasks  checkpoint_<task>_<MODEL>.npz and"]
+    lines += [f"    {task:<11}{text}" for task, text in TASK_FILES.items()]
+    return "\n".join(lines)
 
 
 def parse_args(argv=None):
@@ -209,6 +270,12 @@ def main(argv=None) -> int:
 
 
 def _main(args, given, stop) -> int:
+    if args.task != "diagonal":
+        return _main_fit_task(args, given, stop)
+    for flag in ("epochs", "train", "val"):
+        if flag in given:
+            fail(f"{flag}: only for the tasks trained by epochs (gaussian, digits, diagonal3d); "
+                 f"the diagonal task trains for --steps")
     from mdlstm_np.backends import get_backend
     from mdlstm_np.experiment.checkpoint import (CheckpointError, check_matches,
                                                  load_checkpoint, rows_before)
@@ -313,8 +380,9 @@ def run(models, s, out, train_kw, tsv_path, ckpt_path, written, stop, *, resume,
     from mdlstm_np.experiment.train import TrainingDiverged, predict, read_tsv, train
 
     # a fixed set of samples for the before/after pictures, apart from the training stream
-    x_show, y_show, _ = random_diagonal(4, s["size"], np.random.default_rng([s["seed"], 7]))
-    status, stopped_at = 0, None
+    x_show, y_show, pos_show = random_diagonal(4, s["size"],
+                                               np.random.default_rng([s["seed"], 7]))
+    status, stopped_at, trained = 0, None, {}
     for name, model in models.items():
         if stop.signum is not None:
             break
@@ -329,11 +397,13 @@ def run(models, s, out, train_kw, tsv_path, ckpt_path, written, stop, *, resume,
             status = 1
             continue
         written += [tsv_path[name], ckpt_path[name]]
+        trained[name] = (model, res.params)
         title = f"{name} after {res.step} of {s['steps']} steps"
         for when, params, label in (("before", res.initial_params, f"{name} before training"),
                                     ("after", res.params, title)):
             path = os.path.join(out, f"predictions_{name}_{when}.png")
-            plot_predictions(x_show, y_show, predict(model, params, x_show), path, title=label)
+            plot_predictions(x_show, y_show, predict(model, params, x_show), path, title=label,
+                             cells=pos_show, settings=s)
             written.append(path)
         if res.stopped:
             stopped_at = (name, res.step)
@@ -344,7 +414,11 @@ def run(models, s, out, train_kw, tsv_path, ckpt_path, written, stop, *, resume,
     logs = {n: rows for n, rows in logs.items() if rows}
     if logs:
         for column, stem in (("overall_loss", "overall"), ("relevant_loss", "relevant")):
-            written.append(plot_losses(logs, column, os.path.join(out, f"losses_{stem}.png")))
+            written.append(plot_losses(logs, column, os.path.join(out, f"losses_{stem}.png"),
+                                       settings=s))
+    if trained:
+        written.append(receptive_figure(trained, x_show, pos_show, out, s))
+    written.append(write_metrics(out, diagonal_metrics(logs, s)))
     if stop.signum is not None:
         signame = signal.Signals(stop.signum).name
         where = f" at step {stopped_at[1]} of {s['steps']} of {stopped_at[0]}" if stopped_at \
@@ -360,6 +434,154 @@ def run(models, s, out, train_kw, tsv_path, ckpt_path, written, stop, *, resume,
     for path in dict.fromkeys(written):
         print(f"  {os.path.basename(path)}")
     return status
+
+
+def receptive_figure(trained: dict, x, pos, out: str, s: dict) -> str:
+    """receptive_fields.png: |∂y(p)/∂x(q)| of every trained model at the cell that counts, p =
+    the target position of the first shown sample's second one; the first one is circled."""
+    from mdlstm_np.receptive import plot_receptive_fields, receptive_field
+
+    p = (int(pos[0, 0]), int(pos[0, 1]))
+    maps = {name: receptive_field(model, params, x[:1], p, average=True)
+            for name, (model, params) in trained.items()}
+    return plot_receptive_fields(
+        maps, p, os.path.join(out, "receptive_fields.png"),
+        title=f"what each model sees at the cell that counts (after {s['steps']} steps)",
+        marks=[((p[0] - 1, p[1]), "the first one (fixes the target at p)")])
+
+
+def diagonal_metrics(logs: dict, s: dict) -> dict:
+    """metrics.json of the diagonal task, from the logs: per model the steps done, the last
+    overall loss and the median relevant loss over the last 100 logged steps."""
+    models = {}
+    for name, rows in logs.items():
+        models[name] = {"steps": rows[-1]["steps"] + 1,
+                        "overall_loss": rows[-1]["overall_loss"],
+                        "relevant_loss_median_last_100": float(np.median(
+                            [r["relevant_loss"] for r in rows[-100:]]))}
+    return {"task": "diagonal", "settings": {k: s[k] for k in SETTINGS}, "models": models}
+
+
+def write_metrics(out: str, metrics: dict) -> str:
+    """``out/metrics.json``, written atomically (sorted keys); returns the path."""
+    import json
+
+    from mdlstm_np.experiment.atomic import atomic_write
+
+    def writer(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(metrics, f, indent=1, sort_keys=True)
+            f.write("\n")
+
+    return atomic_write(os.path.join(out, "metrics.json"), writer, suffix=".json")
+
+
+def _main_fit_task(args, given, stop) -> int:
+    """--task gaussian | digits | diagonal3d: settings, output folder, ``demotasks.RUNNERS``."""
+    from mdlstm_np.backends import get_backend
+    from mdlstm_np.experiment.demotasks import RUNNERS, TASK_DEFAULTS, TASK_MODELS
+    from mdlstm_np.experiment.runrecord import (OutputError, command_line, prepare_output,
+                                               versions, write_config)
+    from mdlstm_np.validate import check_positive_int
+
+    task = args.task
+    for flag in ("steps", "ln", "resume"):
+        if flag in given:
+            fail(f"{flag}: only for the diagonal task; --task {task} trains for --epochs with "
+                 f"mdlstm_np.fit")
+    s = dict(TASK_DEFAULTS[task])
+    s.update({k: getattr(args, k) for k in ("size", "batch", "hidden", "lr", "epochs", "train",
+                                             "val") if k in given})
+    s.update(seed=args.seed, dtype=args.dtype, checkpoint_every=args.checkpoint_every,
+             backend=args.backend, task=task)
+    try:
+        for name, lo in (("epochs", 1), ("size", 3), ("batch", 1), ("hidden", 1),
+                         ("train", 1), ("val", 1), ("checkpoint_every", 1)):
+            s[name] = check_positive_int(s[name], name, lo)
+        if not (np.isfinite(s["lr"]) and s["lr"] > 0):
+            raise ValueError(f"lr: expected a finite number > 0, got {s['lr']!r}")
+        if task == "digits" and (s["size"] != 8 or s["train"] > 898 or s["val"] > 899):
+            raise ValueError(f"digits: the images are 8x8 (--size 8), with at most 898 training "
+                             f"and 899 test images, got size {s['size']}, train {s['train']}, "
+                             f"val {s['val']}")
+    except (ValueError, TypeError) as e:
+        fail(str(e))
+    models = TASK_MODELS[task]
+    wanted = args.model.upper()
+    if wanted == "ALL":
+        names = list(models)
+    elif wanted in models:
+        names = [wanted]
+    else:
+        fail(f"model: expected one of {', '.join(models)} or all for --task {task}, got "
+             f"{args.model!r}")
+    if s["backend"].lower() not in ("auto", "numpy", "numba", "cupy"):
+        fail(f"backend: expected one of auto, numpy, numba, cupy, got {s['backend']!r}")
+    try:
+        be = get_backend(s["backend"].lower(), verbose=True)
+    except (ValueError, TypeError) as e:
+        fail(str(e))
+    except Exception as e:
+        fail(f"backend: {s['backend']!r} is not usable here ({type(e).__name__}: {e})")
+    s["backend"] = be.name
+    print(f"task: {task}, backend: {be.name}, dtype: {s['dtype']}, models: {', '.join(names)}")
+    try:
+        prepare_output(args.out, patterns=RESULT_PATTERNS, overwrite=args.overwrite,
+                       need_bytes=5_000_000, flag="out", can_resume=False)
+    except OutputError as e:
+        fail(str(e))
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    written = [write_config(args.out, {
+        "program": PROG, "command": command_line(os.path.abspath(__file__), args.argv),
+        "cwd": os.getcwd(), "started": now, "task": task, "settings": dict(s, models=names),
+        "seed": s["seed"], "backend": be.name, "versions": versions()})]
+    run_s = dict(s, progress=not args.no_progress, should_stop=stop.should_stop)
+    t0 = time.perf_counter()
+    try:
+        metrics, files, stopped = RUNNERS[task](run_s, names, args.out, be)
+    except Exception as e:                       # TrainingDiverged, NonFiniteError, ...
+        from mdlstm_np.experiment.train import TrainingDiverged
+
+        if not isinstance(e, (TrainingDiverged, FloatingPointError)) and \
+                "not finite" not in str(e):
+            raise
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return 1
+    metrics = {"task": task, "settings": s, "seconds": time.perf_counter() - t0,
+               "stopped": bool(stopped), **metrics}
+    written += files + [write_metrics(args.out, metrics)]
+    if stopped and stop.signum is not None:
+        print(f"{PROG}: stopped by {signal.Signals(stop.signum).name}; the checkpoints and "
+              f"metrics so far are in {os.path.abspath(args.out)}", file=sys.stderr)
+        return 128 + stop.signum
+    print()
+    print(fit_summary(task, metrics))
+    print(f"\nwrote {len(written)} files to {os.path.abspath(args.out)}:")
+    for path in dict.fromkeys(written):
+        print(f"  {os.path.basename(path)}")
+    return 0
+
+
+def fit_summary(task: str, metrics: dict) -> str:
+    """The results of a --task gaussian/digits/diagonal3d run as a small table."""
+    if task == "digits":
+        lines = [f"{'model':<20} {'test accuracy':>13} {'seconds':>8}"]
+        for name, m in metrics["models"].items():
+            lines.append(f"{name:<20} {100 * m['test_accuracy']:>12.2f}% {m['seconds']:>8.0f}")
+    elif task == "gaussian":
+        lines = [f"{'field':<12} {'model':<20} {'val MSE':>8} {'interior':>9}"]
+        for kind in ("isotropic", "anisotropic"):
+            for name, m in metrics[kind]["models"].items():
+                lines.append(f"{kind:<12} {name:<20} {m['val_mse']:>8.4f} "
+                             f"{m['val_mse_interior']:>9.4f}")
+            lines.append(f"{kind:<12} {'copy current value':<20} {'':>8} "
+                         f"{metrics[kind]['copy_current_value_mse_interior']:>9.4f}")
+        lines.append("interior: every column but the last (whose target is 0)")
+    else:
+        lines = [f"{'model':<20} {'val MSE':>9} {'relevant MSE':>13}"]
+        for name, m in metrics["models"].items():
+            lines.append(f"{name:<20} {m['val_mse']:>9.5f} {m['val_relevant_mse']:>13.5f}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

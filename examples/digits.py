@@ -16,8 +16,8 @@ Graves' summed per-cell scores, or the seed's last cell) and a softmax over the 
     horizontal  HorizontalSDLSTM: each row a separate left-to-right LSTM
     snake       SnakeSDLSTM: the 64 pixels in reading order as one sequence
 
-Training: softmax cross-entropy, Adam (``mdlstm_np.optim``) with the step size decayed to 0 on
-a half cosine over the run, minibatches drawn without replacement each epoch; everything seeded
+Training: ``mdlstm_np.fit``: softmax cross-entropy, Adam with the step size decayed to 0 on a
+half cosine over the run, minibatches drawn without replacement each epoch; everything seeded
 by ``--seed``. Prints a table of final test accuracies (the model after the last epoch; the
 test set picks nothing) and, with ``--plot``, saves the learning curves (matplotlib Agg, written
 to a temporary file then moved into place).
@@ -25,7 +25,9 @@ to a temporary file then moved into place).
 Bad arguments: one line on stderr, exit status 2.
 
 Results with the defaults (hidden 32 per direction, lr 0.01, 120 epochs, batch 32, shift 2,
-float32, numba; 2 shared cores; a tuned SVM gets 96.9 % on this split):
+float32, numba; 2 shared cores; a tuned SVM gets 96.9 % on this split). They were measured with
+this example's own training loop, before it used ``fit`` (whose seeding differs: one stream for
+the parameters, one for the data); with ``fit``, md4 mean reached 97.2 % (seed 0).
 
     md4  mean  97.44 % (seed 0), 98.33 % (seed 1), 97.33 % (seed 2)      67-158 s per run
     md4  sum 95.88 %   last 94.44 %   mean without shifts (--shift 0) 96.33 %
@@ -46,7 +48,6 @@ import os
 import sys
 import tempfile
 import time
-from typing import Any, NamedTuple
 
 # The matrices are tiny ((k·B, 2H)·(2H, 5H) per wavefront): extra BLAS threads only add
 # synchronisation, and on a shared machine much more. Set before numpy loads BLAS.
@@ -57,11 +58,10 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from mdlstm_np import (HorizontalSDLSTM, MultiDirectionalMDLSTM, SnakeSDLSTM,  # noqa: E402
-                       get_backend)
+from mdlstm_np import (GridModel, HorizontalSDLSTM, MultiDirectionalMDLSTM,  # noqa: E402
+                       SnakeSDLSTM, fit, get_backend)
 from mdlstm_np.data import load_digits, random_shift  # noqa: E402
-from mdlstm_np.optim import Adam  # noqa: E402
-from mdlstm_np.readout import READOUTS, softmax_cross_entropy  # noqa: E402
+from mdlstm_np.readout import READOUTS  # noqa: E402
 
 PROG = "digits.py"
 MODELS = ("md4", "md1", "horizontal", "snake")
@@ -69,100 +69,42 @@ NUM_CLASSES = 10
 
 
 # --------------------------------------------------------------------------- the classifier
-class ClassifierCache(NamedTuple):
-    rnn: Any        # the recurrent layer's cache
-    readout: Any    # the read-out's cache
+def build_classifier(kind: str, hidden: int, readout: str, be, dtype: str) -> GridModel:
+    """Recurrent layer -> read-out -> logits, parameters in one dict ("rnn.*", "head.*").
 
-
-class Classifier:
-    """Recurrent layer -> read-out -> logits, parameters in one dict ("rnn.*", "readout.*").
-
-    x (B, 8, 8, 1) -> h (B, 8, 8, F) -> logits (B, 10); backward the same in reverse.
+    x (B, 8, 8, 1) -> h (B, 8, 8, F) -> logits (B, 10); ``GridModel`` runs backward in reverse.
+    The MD-LSTMs use the "stable" cell (the layers' default, named explicitly): with fit, seed 0,
+    md4 reached 97.2 % with it and 96.6 % with Graves' cell (seed 1: 95.8 %).
     """
-
-    def __init__(self, kind: str, hidden: int, readout: str, be, dtype: str):
-        if kind == "md4":
-            self.rnn = MultiDirectionalMDLSTM(1, hidden, ndim=2, backend=be, dtype=dtype)
-        elif kind == "md1":
-            self.rnn = MultiDirectionalMDLSTM(1, hidden, ndim=2, directions=[(1, 1)],
-                                              backend=be, dtype=dtype)
-        elif kind == "horizontal":
-            self.rnn = HorizontalSDLSTM(1, hidden, backend=be, dtype=dtype)
-        else:
-            self.rnn = SnakeSDLSTM(1, hidden, backend=be, dtype=dtype)
-        features = getattr(self.rnn, "out_features", hidden)
-        self.readout = READOUTS[readout](features, NUM_CLASSES, backend=be, dtype=dtype)
-        self.be = be
-
-    def init_params(self, rng) -> dict:
-        return {**{"rnn." + k: v for k, v in self.rnn.init_params(rng).items()},
-                **{"readout." + k: v for k, v in self.readout.init_params(rng).items()}}
-
-    @staticmethod
-    def _part(params, prefix):
-        return {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
-
-    def forward(self, params, x):
-        h, c_rnn = self.rnn.forward(self._part(params, "rnn."), x)       # (B, 8, 8, F)
-        logits, c_ro = self.readout.forward(self._part(params, "readout."), h)  # (B, 10)
-        return logits, ClassifierCache(c_rnn, c_ro)
-
-    def backward(self, dlogits, cache: ClassifierCache) -> dict:
-        dh, g_ro = self.readout.backward(dlogits, cache.readout)
-        _, g_rnn = self.rnn.backward(dh, cache.rnn)
-        return {**{"rnn." + k: v for k, v in g_rnn.items()},
-                **{"readout." + k: v for k, v in g_ro.items()}}
-
-
-def accuracy(model: Classifier, params, x, y, batch=300) -> float:
-    be, xp = model.be, model.be.xp
-    correct = 0
-    for i in range(0, len(y), batch):
-        logits, _ = model.forward(params, be.asarray(x[i:i + batch], model.readout.dtype))
-        pred = be.to_numpy(xp.argmax(logits, axis=1))
-        correct += int((pred == y[i:i + batch]).sum())
-    return correct / len(y)
+    if kind == "md4":
+        rnn = MultiDirectionalMDLSTM(1, hidden, ndim=2, cell="stable", backend=be, dtype=dtype)
+    elif kind == "md1":
+        rnn = MultiDirectionalMDLSTM(1, hidden, ndim=2, directions=[(1, 1)], cell="stable",
+                                     backend=be, dtype=dtype)
+    elif kind == "horizontal":
+        rnn = HorizontalSDLSTM(1, hidden, backend=be, dtype=dtype)
+    else:
+        rnn = SnakeSDLSTM(1, hidden, backend=be, dtype=dtype)
+    features = getattr(rnn, "out_features", hidden)
+    head = READOUTS[readout](features, NUM_CLASSES, backend=be, dtype=dtype)
+    return GridModel(rnn, head, name=kind)
 
 
 def train(kind: str, args, data, be, progress: bool):
-    """Train one model; returns (final test accuracy, seconds, history, number of parameters)."""
-    rng = np.random.default_rng([args.seed, MODELS.index(kind)])
-    model = Classifier(kind, args.hidden, args.readout, be, args.dtype)
-    params = model.init_params(rng)
-    n_params = sum(int(np.prod(p.shape)) for p in params.values())
-    opt = Adam(params, lr=args.lr)
-    n = len(data.y_train)
-    steps_per_epoch = math.ceil(n / args.batch)
-    total = args.epochs * steps_per_epoch
-    hist = {"epoch": [], "train_loss": [], "test_acc": []}
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=total, desc=f"{kind:>10}", unit="step", leave=True, file=sys.stderr)
+    """Train one model with ``mdlstm_np.fit``; returns (final test accuracy, seconds, history,
+    number of parameters). The test set is evaluated after the last epoch only (every epoch
+    with --plot); it picks nothing."""
+    model = build_classifier(kind, args.hidden, args.readout, be, args.dtype)
+    n_params = sum(int(np.prod(shape)) for shape in (
+        tuple(v.shape) for v in model.init_params(np.random.default_rng(0)).values()))
     t0 = time.perf_counter()
-    step = 0
-    for epoch in range(1, args.epochs + 1):
-        order = rng.permutation(n)
-        loss_sum = 0.0
-        for i in range(0, n, args.batch):
-            idx = order[i:i + args.batch]
-            xb = random_shift(data.x_train[idx], rng, args.shift)
-            logits, cache = model.forward(params, be.asarray(xb, args.dtype))
-            loss, dlogits = softmax_cross_entropy(be, logits, data.y_train[idx])
-            grads = model.backward(dlogits, cache)
-            opt.lr = args.lr * 0.5 * (1.0 + math.cos(math.pi * step / total))  # cosine decay
-            opt.step(params, grads)
-            step += 1
-            loss_sum += float(loss) * len(idx)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{float(loss):.3f}", refresh=False)
-        if args.plot or epoch == args.epochs:
-            hist["epoch"].append(epoch)
-            hist["train_loss"].append(loss_sum / n)
-            hist["test_acc"].append(accuracy(model, params, data.x_test, data.y_test))
-    if bar is not None:
-        bar.close()
+    h = fit(model, data.x_train, data.y_train, loss="cross_entropy", epochs=args.epochs,
+            batch=args.batch, lr=args.lr, lr_schedule="cosine",
+            validation=(data.x_test, data.y_test),
+            validate_every=1 if args.plot else args.epochs,
+            seed=args.seed, progress=progress,
+            augment=lambda x, rng: random_shift(x, rng, args.shift))
+    hist = {"epoch": h["epoch"], "train_loss": h.loss, "test_acc": h["val_accuracy"]}
     return hist["test_acc"][-1], time.perf_counter() - t0, hist, n_params
 
 

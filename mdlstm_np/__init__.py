@@ -14,9 +14,11 @@ from .experiment.models import Model, build_model
 from .mdlstm import MDLSTM
 from .multidir import MultiDirectionalMDLSTM
 from .sd import HorizontalSDLSTM, SnakeSDLSTM
+from .experiment.gridmodel import DenseLinear, GridModel  # noqa: E402  (after the layers)
+from .experiment.fit import History, fit, predict  # noqa: E402
 
 _moved.install()
 
 __all__ = ["get_backend", "MDLSTM", "MultiDirectionalMDLSTM", "HorizontalSDLSTM", "SnakeSDLSTM",
-           "Model", "build_model"]
+           "Model", "build_model", "GridModel", "DenseLinear", "fit", "predict", "History"]
 __version__ = "0.1.0"

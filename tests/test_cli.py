@@ -205,7 +205,8 @@ def test_a_second_run_into_the_folder_is_refused_unless_overwrite(tmp_path, caps
     names = sorted(p.name for p in out.iterdir())            # none of the first run's left
     assert names == sorted(["config.json", "out_MD_LSTM.tsv", "checkpoint_MD_LSTM.npz",
                             "predictions_MD_LSTM_before.png", "predictions_MD_LSTM_after.png",
-                            "losses_overall.png", "losses_relevant.png"])
+                            "losses_overall.png", "losses_relevant.png", "metrics.json",
+                            "receptive_fields.png"])
     assert len((out / "out_MD_LSTM.tsv").read_text().splitlines()) == 1 + 2
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("a user's file")   # not a result: fine

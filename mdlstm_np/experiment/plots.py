@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
 
 from .atomic import atomic_write  # noqa: E402
 
@@ -23,12 +24,15 @@ def _save(fig, path: str) -> str:
         plt.close(fig)
 
 
-def plot_losses(logs: dict, column: str, path: str, *, title: str = None) -> str:
+def plot_losses(logs: dict, column: str, path: str, *, title: str = None,
+                settings: dict = None) -> str:
     """One figure, one curve per model, log-scaled y.
 
-    logs   : {model name: rows}, rows as :func:`mdlstm_np.train.train` logs them (dicts with
-             "steps" and ``column``)
-    column : "overall_loss" or "relevant_loss"
+    logs     : {model name: rows}, rows as :func:`mdlstm_np.train.train` logs them (dicts with
+               "steps" and ``column``)
+    column   : "overall_loss" or "relevant_loss"
+    settings : the run's settings (size, hidden, batch, lr, steps, dtype, seed, backend ...),
+               stated under the title (:func:`settings_text`)
     """
     if column not in ("overall_loss", "relevant_loss"):
         raise ValueError(f"column: expected 'overall_loss' or 'relevant_loss', got {column!r}")
@@ -42,17 +46,26 @@ def plot_losses(logs: dict, column: str, path: str, *, title: str = None) -> str
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel(column.replace("_", " "))
-    ax.set_title(title or {"overall_loss": "MSE over all cells",
-                           "relevant_loss": "squared error at the second one"}[column])
+    head = title or {"overall_loss": "MSE over all cells",
+                     "relevant_loss": "squared error at the second one"}[column]
+    ax.set_title(head + (f"\n{settings_text(settings)}" if settings else ""), fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     return _save(fig, path)
 
 
-def plot_predictions(x, y_true, y_pred, path: str, title: str = "", *, max_samples: int = 4) -> str:
-    """Input, prediction and ground truth side by side for the first few samples.
+def plot_predictions(x, y_true, y_pred, path: str, title: str = "", *, max_samples: int = 4,
+                     cells=None, settings: dict = None, max_cells: int = 32) -> str:
+    """Input, prediction and ground truth side by side for the first few samples, on one colour
+    scale [0, 1] with a colour bar.
 
     x, y_true, y_pred : host arrays (B, H, W) or (B, H, W, 1); values in [0, 1].
+    cells     : optional host ints (B, 2): per sample the (row, column) of the cell that
+                counts (the random-diagonal task's ``pos``), framed in red on every panel
+    settings  : the run's settings, stated under the title (steps left out: the figure shows
+                one moment of the run, which ``title`` names, e.g. "before training")
+    max_cells : grids with a side above this are drawn as smooth images (cell edges would
+                not show) and the cell that counts is circled instead of framed
     """
     arrays = []
     for name, a in (("x", x), ("y_true", y_true), ("y_pred", y_pred)):
@@ -66,17 +79,145 @@ def plot_predictions(x, y_true, y_pred, path: str, title: str = "", *, max_sampl
     if not arrays[0].shape == arrays[1].shape == arrays[2].shape:
         raise ValueError(f"y_pred: expected shapes of x, y_true, y_pred to agree, got "
                          f"{[a.shape for a in arrays]}")
+    if cells is not None:
+        cells = np.asarray(cells)
+        if cells.ndim != 2 or cells.shape[1] != 2 or len(cells) < arrays[0].shape[0]:
+            raise ValueError(f"cells: expected (B, 2) row/column pairs, got {cells.shape}")
     n = min(max_samples, arrays[0].shape[0])
-    fig, axes = plt.subplots(n, 3, figsize=(6.5, 2.2 * n), squeeze=False)
+    large = max(arrays[0].shape[1:]) > max_cells
+    fig, axes = plt.subplots(n, 3, figsize=(7.2, 2.2 * n), squeeze=False,
+                             constrained_layout=True)
+    image = None
     for i in range(n):
         for j, (label, a) in enumerate(zip(("input", "prediction", "ground truth"),
                                            (arrays[0], arrays[2], arrays[1]))):
             ax = axes[i, j]
-            ax.imshow(a[i], vmin=0.0, vmax=1.0, cmap="viridis", interpolation="nearest")
+            image = ax.imshow(a[i], vmin=0.0, vmax=1.0, cmap="viridis",
+                              interpolation="antialiased" if large else "nearest")
+            if cells is not None:
+                r, c = (int(v) for v in cells[i])
+                if large:
+                    ax.plot(c, r, marker="o", markersize=10, markerfacecolor="none",
+                            markeredgecolor="red", markeredgewidth=1.5)
+                else:
+                    ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False,
+                                           edgecolor="red", linewidth=1.8))
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
-                ax.set_title(label)
-    if title:
-        fig.suptitle(title)
+                ax.set_title(label, fontsize=10)
+    fig.colorbar(image, ax=axes[:, -1].tolist(), shrink=0.8, label="value")
+    lines = [title] if title else []
+    if settings:
+        lines.append(settings_text({k: v for k, v in settings.items() if k != "steps"}))
+    if cells is not None:
+        lines.append("red: the cell that counts (where the target holds the second one)")
+    if lines:
+        fig.suptitle("\n".join(lines), fontsize=9)
     return _save(fig, path)
+
+def settings_text(s: dict) -> str:
+    """A run's settings in one line, for a figure's subtitle (keys that are missing are left
+    out): e.g. "grid 12, hidden 16, batch 16, lr 0.01, 8 epochs, float32, seed 0"."""
+    parts = []
+    for key, fmt in (("size", "grid {}"), ("hidden", "hidden {}"), ("batch", "batch {}"),
+                     ("lr", "lr {}"), ("steps", "{} steps"), ("epochs", "{} epochs"),
+                     ("train", "{} training samples"), ("dtype", "{}"), ("seed", "seed {}"),
+                     ("backend", "{}")):
+        if s.get(key) is not None:
+            parts.append(fmt.format(s[key]))
+    return ", ".join(parts)
+
+
+def plot_histories(histories: dict, path: str, *, settings: dict = None, task: str = "",
+                   val_label: str = "validation") -> str:
+    """Per-epoch curves of :func:`mdlstm_np.fit` histories, one line per model: training and
+    validation loss (log-y), and validation accuracy when the rows have it.
+
+    histories : {model name: rows} (``History.rows``: dicts with "epoch", "loss", "val_loss",
+                optionally "val_accuracy")
+    """
+    if not histories:
+        raise ValueError("histories: expected at least one model's rows, got none")
+    acc = all("val_accuracy" in rows[0] for rows in histories.values() if rows)
+    fig, axes = plt.subplots(1, 2 if acc else 1, figsize=(11 if acc else 7, 4), squeeze=False)
+    ax = axes[0, 0]
+    for i, (name, rows) in enumerate(histories.items()):
+        e = [r["epoch"] for r in rows]
+        color = f"C{i}"
+        ax.plot(e, [max(r["loss"], 1e-12) for r in rows], color=color, label=f"{name} train")
+        if rows and "val_loss" in rows[0]:
+            ax.plot(e, [max(r["val_loss"], 1e-12) for r in rows], color=color, linestyle="--",
+                    marker="." if len(rows) < 30 else None, label=f"{name} {val_label}")
+        if acc:
+            axes[0, 1].plot(e, [100 * r["val_accuracy"] for r in rows], color=color, label=name)
+    ax.set(yscale="log", xlabel="epoch", ylabel="loss", title=f"{task}: loss")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    if acc:
+        axes[0, 1].set(xlabel="epoch", ylabel=f"{val_label} accuracy (%)",
+                       title=f"{task}: accuracy")
+        axes[0, 1].grid(alpha=0.3)
+        axes[0, 1].legend(fontsize=7)
+    if settings:
+        fig.suptitle(settings_text(settings), fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_gaussian_fields(examples: dict, histories: dict, metrics: dict, path: str, *,
+                         settings: dict = None) -> str:
+    """The Gaussian-field comparison, one row per kind of field: an example field (image with
+    a colour bar), the validation MSE of every model per epoch (log-y, with the "copy the
+    current value" baseline dashed), the final validation MSE per model over all cells and
+    over the interior (every column but the last, whose target is the artificial 0).
+
+    examples  : {kind: (S, S) field}; histories: {(kind, model): rows};
+    metrics   : {kind: {"models": {model: {"val_mse": ..., "val_mse_interior": ...}},
+                        "copy_current_value_mse_interior": ...}}
+    """
+    kinds = list(examples)
+    fig, axes = plt.subplots(len(kinds), 3, figsize=(12, 3.3 * len(kinds)), squeeze=False)
+    for row, kind in enumerate(kinds):
+        ax = axes[row, 0]
+        im = ax.imshow(examples[kind], cmap="RdBu_r", interpolation="nearest")
+        fig.colorbar(im, ax=ax, shrink=0.8, label="value (normalised)")
+        ax.set(xticks=[], yticks=[], title=f"{kind}: a validation field")
+        ax = axes[row, 1]
+        names = list(metrics[kind]["models"])
+        for i, name in enumerate(names):
+            rows = histories[(kind, name)]
+            ax.plot([r["epoch"] for r in rows], [r["val_loss"] for r in rows], color=f"C{i}",
+                    marker="o", markersize=3, label=name)
+        copy = metrics[kind]["copy_current_value_mse_interior"]
+        ax.axhline(copy, color="0.4", linestyle="--", linewidth=1,
+                   label="copy the current value\n(interior cells)")
+        ax.set(yscale="log", xlabel="epoch", ylabel="validation MSE",
+               title=f"{kind}: predict the next value to the right")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+        ax = axes[row, 2]
+        x = np.arange(len(names))
+        for offset, key, hatch, label in ((-0.2, "val_mse", None, "all cells"),
+                                          (0.2, "val_mse_interior", "//",
+                                           "interior (last column left out)")):
+            vals = [metrics[kind]["models"][n][key] for n in names]
+            ax.bar(x + offset, vals, width=0.38, color=[f"C{i}" for i in range(len(names))],
+                   hatch=hatch, edgecolor="white" if hatch else None, label=label)
+            for i, v in enumerate(vals):
+                ax.text(i + offset, v, f"{v:.3f}", ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(x)
+        ax.set_xticklabels([n.replace("_SD_LSTM", "\nSD_LSTM") for n in names], fontsize=8)
+        ax.set(ylabel="final validation MSE", title=f"{kind}: final MSE (hatched: interior)")
+        top = max(max(v["val_mse"], v["val_mse_interior"])
+                  for v in metrics[kind]["models"].values())
+        ax.set_ylim(0, 1.4 * top)                     # room for the legend above the bars
+        ax.legend(fontsize=7, loc="upper left")
+    if settings:
+        fig.suptitle("Gaussian random fields, " + settings_text(settings), fontsize=10)
+    fig.tight_layout()
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=72),
+                            suffix=".png")
+    finally:
+        plt.close(fig)

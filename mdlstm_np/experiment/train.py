@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from ..losses import mse, relevant_loss
 from ..optim import Adam
-from ..validate import NonFiniteError, check_positive_int
+from ..validate import check_positive_int
 from .atomic import atomic_write
 from .checkpoint import (CheckpointError, check_matches, load_checkpoint, rows_before,
                          save_checkpoint)
@@ -88,6 +88,18 @@ class TrainingDiverged(RuntimeError):
         super().__init__(message)
         self.step, self.name, self.params = step, name, params
         self.rows, self.initial_params = rows, initial_params
+
+
+def diverged_from(error: Exception, name: str, step: int, params, rows, initial):
+    """The layers' own finiteness checks (``NonFiniteError``, a FloatingPointError, or the
+    ValueError of ``check_params`` for parameters an overflowing update made inf) as a
+    :class:`TrainingDiverged`; any other error is re-raised unchanged."""
+    if not isinstance(error, FloatingPointError) and "finite" not in str(error):
+        raise error
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return TrainingDiverged(f"{name}: a value is not finite (NaN or inf) at step {step} "
+                            f"({reason}); stopped there", step=step, name="forward/backward",
+                            params=params, rows=rows, initial_params=initial)
 
 
 def _format_row(row: dict) -> str:
@@ -330,12 +342,8 @@ def train(model, *, steps: int = 1000, batch: int = 16, size: int = 8, lr: float
                 y, cache = model.forward(params, xb)              # (B, size, size, 1)
                 loss, dy = mse(be, y, tb)
                 _, grads = model.backward(dy, cache)
-            except NonFiniteError as e:  # a layer's state or gradient left the float range
-                raise TrainingDiverged(
-                    f"{name}: a state or gradient is not finite (NaN or inf) at step {step}; "
-                    f"stopped before applying it, keeping the parameters of the last good step "
-                    f"({e})", step=step, name="state", params=params, rows=rows,
-                    initial_params=initial) from None
+            except (FloatingPointError, ValueError) as e:         # the layer's own checks
+                raise diverged_from(e, name, step, params, rows, initial) from None
             probe = loss * 0
             for g in grads.values():
                 probe = probe + xp.sum(g * 0)                     # NaN iff something is not finite

@@ -1,0 +1,217 @@
+"""The demo's tasks beyond the random diagonal, each trained with :func:`mdlstm_np.fit`.
+
+    gaussian    the seed's second task: Gaussian random fields (``data/gaussian.py``), isotropic
+                and anisotropic; predict the next value to the right. The seed's three
+                recurrent layers (``build_model``) with a per-cell *linear* head (the targets
+                are real numbers of unit variance, out of a sigmoid's reach); MSE.
+    digits      scikit-learn's 8×8 digits, fixed split (first half train, second half test):
+                MD-LSTMs (4 scans, 1 scan; the "stable" cell: 97.2 % against Graves' 96.6 % for
+                4 scans, seed 0) and the two SD baselines, mean-pooling read-out,
+                softmax cross-entropy, cosine-decayed Adam, random shifts; the test set is the
+                validation set (it picks nothing: the model after the last epoch is reported)
+    diagonal3d  the random diagonal in size³ volumes (``tasks3d.py``): a 3-D MD-LSTM against a
+                2-D MD-LSTM run slice by slice; a fixed training set, MSE
+
+Each ``run_<task>(s, models_wanted, out, progress, stop)`` trains, writes its checkpoints and
+figure into ``out`` and returns ``(metrics, written)``: a JSON-able dict and the paths written.
+``s`` holds the settings (``TASK_DEFAULTS`` filled in by the demo's flags).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .fit import fit, predict
+from .gridmodel import DenseLinear, GridModel
+from .models import MODEL_NAMES, build_model
+
+TASK_DEFAULTS = {
+    "gaussian": dict(size=12, train=256, val=128, epochs=20, batch=16, hidden=16, lr=0.01),
+    "digits": dict(size=8, train=898, val=899, epochs=120, batch=32, hidden=32, lr=0.01),
+    "diagonal3d": dict(size=5, train=256, val=64, epochs=10, batch=16, hidden=8, lr=0.01),
+}
+TASK_MODELS = {
+    "gaussian": MODEL_NAMES,
+    "digits": ("MD4_LSTM", "MD_LSTM", "HORIZONTAL_SD_LSTM", "SNAKE_SD_LSTM"),
+    "diagonal3d": ("MD_LSTM_3D", "MD_LSTM_2D_SLICES"),
+}
+TASK_FILES = {
+    "gaussian": "gaussian_fields.png  (example fields, validation MSE per epoch, final MSE)",
+    "digits": "digits_curves.png    (training loss, test accuracy per epoch)",
+    "diagonal3d": "losses_3d.png        (training and validation MSE per epoch)",
+}
+DIGIT_SHIFT = 2          # training images are shifted by up to 2 pixels each time they are used
+
+
+def _ckpt(out, task, name, s):
+    return os.path.join(out, f"checkpoint_{task}_{name}.npz"), dict(
+        checkpoint_every=s["checkpoint_every"], progress=s["progress"],
+        should_stop=s.get("should_stop"))
+
+
+# --------------------------------------------------------------------------- gaussian
+def gaussian_data(s, isotropic):
+    from ..data.gaussian import gaussian_field
+
+    kind = 0 if isotropic else 1
+    x, t = gaussian_field(s["train"], s["size"], np.random.default_rng([s["seed"], kind, 0]),
+                          isotropic=isotropic, dtype=s["dtype"])
+    xv, tv = gaussian_field(s["val"], s["size"], np.random.default_rng([s["seed"], kind, 1]),
+                            isotropic=isotropic, dtype=s["dtype"])
+    return x, t, xv, tv
+
+
+def run_gaussian(s, names, out, be):
+    from .plots import plot_gaussian_fields
+
+    metrics, histories, written, examples = {}, {}, [], {}
+    for kind in ("isotropic", "anisotropic"):
+        x, t, xv, tv = gaussian_data(s, kind == "isotropic")
+        copy = float(np.mean((xv[:, :, :-1] - tv[:, :, :-1]) ** 2))   # t ≈ x: "copy the cell"
+        metrics[kind] = {"copy_current_value_mse_interior": copy, "models": {}}
+        examples[kind] = xv[0, ..., 0]
+        for name in names:
+            rnn = build_model(name, hidden=s["hidden"], backend=be, dtype=s["dtype"]).rnn
+            model = GridModel(rnn, DenseLinear(s["hidden"], 1, backend=be, dtype=s["dtype"]),
+                              name=name)
+            path, kw = _ckpt(out, f"gaussian_{kind}", name, s)
+            h = fit(model, x, t, loss="mse", epochs=s["epochs"], batch=s["batch"], lr=s["lr"],
+                    validation=(xv, tv), seed=s["seed"], checkpoint=path, **kw)
+            written.append(path)
+            pv = predict(model, h.params, xv, batch=s["batch"])
+            interior = float(np.mean((pv[:, :, :-1] - tv[:, :, :-1]) ** 2))
+            metrics[kind]["models"][name] = {"val_mse": h["val_loss"][-1],
+                                             "val_mse_interior": interior,
+                                             "epochs": h.epoch,
+                                             "seconds": sum(h["seconds"])}
+            histories[(kind, name)] = h.rows
+            if h.stopped:
+                return metrics, written, True
+        m = metrics[kind]["models"]
+        metrics[kind]["best"] = min(m, key=lambda n: m[n]["val_mse"])
+    path = os.path.join(out, "gaussian_fields.png")
+    written.append(plot_gaussian_fields(examples, histories, metrics, path, settings=s))
+    return metrics, written, False
+
+
+# --------------------------------------------------------------------------- digits
+def digits_model(name, hidden, be, dtype):
+    from ..mdlstm import MDLSTM
+    from ..multidir import MultiDirectionalMDLSTM
+    from ..readout import MeanPoolReadout
+    from ..sd import HorizontalSDLSTM, SnakeSDLSTM
+
+    if name == "MD4_LSTM":
+        rnn = MultiDirectionalMDLSTM(1, hidden, ndim=2, cell="stable", backend=be, dtype=dtype)
+    elif name == "MD_LSTM":
+        rnn = MDLSTM(1, hidden, ndim=2, cell="stable", backend=be, dtype=dtype)
+    elif name == "HORIZONTAL_SD_LSTM":
+        rnn = HorizontalSDLSTM(1, hidden, backend=be, dtype=dtype)
+    else:
+        rnn = SnakeSDLSTM(1, hidden, backend=be, dtype=dtype)
+    width = getattr(rnn, "out_features", hidden)
+    return GridModel(rnn, MeanPoolReadout(width, 10, backend=be, dtype=dtype), name=name)
+
+
+def run_digits(s, names, out, be):
+    from ..data.digits import load_digits, random_shift
+    from .plots import plot_histories
+
+    data = load_digits(s["dtype"])
+    x, y = data.x_train[:s["train"]], data.y_train[:s["train"]]
+    xt, yt = data.x_test[:s["val"]], data.y_test[:s["val"]]
+    metrics, histories, written = {"test_accuracy": {}, "models": {}}, {}, []
+    for name in names:
+        model = digits_model(name, s["hidden"], be, s["dtype"])
+        path, kw = _ckpt(out, "digits", name, s)
+        h = fit(model, x, y, loss="cross_entropy", epochs=s["epochs"], batch=s["batch"],
+                lr=s["lr"], lr_schedule="cosine", validation=(xt, yt), seed=s["seed"],
+                augment=lambda xb, rng: random_shift(xb, rng, DIGIT_SHIFT), checkpoint=path,
+                **kw)
+        written.append(path)
+        histories[name] = h.rows
+        metrics["test_accuracy"][name] = h["val_accuracy"][-1]
+        metrics["models"][name] = {"test_accuracy": h["val_accuracy"][-1],
+                                   "test_loss": h["val_loss"][-1], "epochs": h.epoch,
+                                   "seconds": sum(h["seconds"])}
+        if h.stopped:
+            return metrics, written, True
+    path = os.path.join(out, "digits_curves.png")
+    written.append(plot_histories(histories, path, settings=s, task="digits",
+                                  val_label="test"))
+    return metrics, written, False
+
+
+# --------------------------------------------------------------------------- diagonal3d
+class SliceCache(NamedTuple):
+    inner: Any
+    shape: tuple      # (B, D, H, W)
+
+
+class SliceWise2D:
+    """A 2-D MD-LSTM run on every depth slice separately: (B, D, H, W, C) -> (B·D, H, W, C)."""
+
+    def __init__(self, in_channels, hidden, *, backend, dtype):
+        from ..mdlstm import MDLSTM
+
+        self.layer = MDLSTM(in_channels, hidden, ndim=2, cell="graves", backend=backend,
+                            dtype=dtype)
+        self.be, self.dtype, self.hidden = self.layer.be, self.layer.dtype, hidden
+        self.in_channels = in_channels
+
+    def init_params(self, rng):
+        return self.layer.init_params(rng)
+
+    def forward(self, params, x):
+        xp = self.be.xp
+        B, D, H, W, C = x.shape
+        h, inner = self.layer.forward(params, xp.reshape(x, (B * D, H, W, C)))
+        return xp.reshape(h, (B, D, H, W, self.hidden)), SliceCache(inner, (B, D, H, W))
+
+    def backward(self, dh, cache: SliceCache):
+        xp = self.be.xp
+        B, D, H, W = cache.shape
+        dx, grads = self.layer.backward(xp.reshape(dh, (B * D, H, W, self.hidden)), cache.inner)
+        return xp.reshape(dx, (B, D, H, W, self.in_channels)), grads
+
+
+def run_diagonal3d(s, names, out, be):
+    from ..head import DenseSigmoid
+    from ..mdlstm import MDLSTM
+    from .plots import plot_histories
+    from .tasks3d import random_diagonal_3d
+
+    x, t, _ = random_diagonal_3d(s["train"], s["size"], np.random.default_rng([s["seed"], 0]))
+    xv, tv, pos = random_diagonal_3d(s["val"], s["size"], np.random.default_rng([s["seed"], 1]))
+    x, t, xv, tv = (a.astype(s["dtype"]) for a in (x, t, xv, tv))
+    metrics, histories, written = {"models": {}}, {}, []
+    for name in names:
+        if name == "MD_LSTM_3D":
+            rnn = MDLSTM(1, s["hidden"], ndim=3, cell="graves", backend=be, dtype=s["dtype"])
+        else:
+            rnn = SliceWise2D(1, s["hidden"], backend=be, dtype=s["dtype"])
+        model = GridModel(rnn, DenseSigmoid(s["hidden"], 1, backend=be, dtype=s["dtype"]),
+                          name=name)
+        path, kw = _ckpt(out, "diagonal3d", name, s)
+        h = fit(model, x, t, loss="mse", epochs=s["epochs"], batch=s["batch"], lr=s["lr"],
+                validation=(xv, tv), seed=s["seed"], checkpoint=path, **kw)
+        written.append(path)
+        pv = predict(model, h.params, xv, batch=s["batch"])
+        b = np.arange(len(pos))
+        relevant = pv[b, pos[:, 0], pos[:, 1], pos[:, 2], 0] - tv[b, pos[:, 0], pos[:, 1],
+                                                                  pos[:, 2], 0]
+        histories[name] = h.rows
+        metrics["models"][name] = {"val_mse": h["val_loss"][-1],
+                                   "val_relevant_mse": float(np.mean(relevant ** 2)),
+                                   "epochs": h.epoch, "seconds": sum(h["seconds"])}
+        if h.stopped:
+            return metrics, written, True
+    path = os.path.join(out, "losses_3d.png")
+    written.append(plot_histories(histories, path, settings=s, task="diagonal3d"))
+    return metrics, written, False
+
+
+RUNNERS = {"gaussian": run_gaussian, "digits": run_digits, "diagonal3d": run_diagonal3d}
