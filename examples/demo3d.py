@@ -28,7 +28,6 @@ import json
 import os
 import sys
 import time
-from typing import Any, NamedTuple
 
 # The matrices here are tiny ((k·B, 3H)·(3H, 6H) per wavefront): BLAS threads only add
 # synchronisation overhead (3-4x more CPU time on 2 cores). Set before numpy loads BLAS.
@@ -44,42 +43,10 @@ from mdlstm_np.experiment.cli import MAX_STEPS, OneLineParser, fail, integer, nu
 from mdlstm_np.head import DenseSigmoid  # noqa: E402
 from mdlstm_np.losses import mse  # noqa: E402
 from mdlstm_np.mdlstm import MDLSTM  # noqa: E402
+from mdlstm_np.experiment.demotasks import SliceWise2D  # noqa: E402
 from mdlstm_np.experiment.models import Model  # noqa: E402
 from mdlstm_np.optim import Adam  # noqa: E402
 from mdlstm_np.experiment.tasks3d import random_diagonal_3d, relevant_index  # noqa: E402
-
-
-class SliceCache(NamedTuple):
-    inner: Any       # the 2-D layer's cache
-    shape: tuple     # (B, D, H, W)
-
-
-class SliceWise2D:
-    """A 2-D MD-LSTM applied to every depth slice independently (shared weights).
-
-    x (B, D, H, W, C) -> (B·D, H, W, C) -> MDLSTM(ndim=2) -> (B·D, H, W, h) -> (B, D, H, W, h).
-    Backward is the same reshape in reverse around the layer's own backward.
-    """
-
-    def __init__(self, in_channels, hidden, **kw):
-        self.layer = MDLSTM(in_channels, hidden, ndim=2, **kw)
-        self.hidden, self.be, self.dtype = hidden, self.layer.be, self.layer.dtype
-
-    def init_params(self, rng):
-        return self.layer.init_params(rng)
-
-    def forward(self, params, x):
-        xp = self.be.xp
-        B, D, H, W, C = x.shape
-        h, inner = self.layer.forward(params, xp.reshape(x, (B * D, H, W, C)))
-        return xp.reshape(h, (B, D, H, W, self.hidden)), SliceCache(inner, (B, D, H, W))
-
-    def backward(self, dh, cache: SliceCache):
-        xp = self.be.xp
-        B, D, H, W = cache.shape
-        dx, grads = self.layer.backward(xp.reshape(dh, (B * D, H, W, self.hidden)),
-                                        cache.inner)
-        return xp.reshape(dx, (B, D, H, W, dx.shape[-1])), grads
 
 
 def build(kind: str, hidden: int) -> Model:

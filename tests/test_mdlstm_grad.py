@@ -54,24 +54,26 @@ def test_mdlstm_directional_derivative_larger_grids(shape, rng):
     assert err <= TOL
 
 
+class Broken:
+    """``layer`` with a deliberate slip in its backward: ``slip(dx, grads) -> (dx, grads)``."""
+
+    def __init__(self, layer, slip):
+        self.layer, self.slip, self.be = layer, slip, layer.be
+
+    def forward(self, params, x):
+        return self.layer.forward(params, x)
+
+    def backward(self, dout, cache):
+        return self.slip(*self.layer.backward(dout, cache))
+
+
 def test_gradcheck_catches_a_wrong_gradient(rng):
     """The check can fail: a backward pass with a deliberate slip is caught."""
     layer = MDLSTM(2, 3, 2, cell="graves", dtype="float64")
     params = layer.init_params(rng)
     x = rng.standard_normal((2, 3, 3, 2))
-
-    class Broken:
-        be = layer.be
-
-        def forward(self, p, x):
-            return layer.forward(p, x)
-
-        def backward(self, dout, cache):
-            dx, g = layer.backward(dout, cache)
-            g["U"] = g["U"] * 1.001
-            return dx, g
-
-    errors = check_layer(Broken(), params, x, rng)
+    broken = Broken(layer, lambda dx, g: (dx, {**g, "U": g["U"] * 1.001}))
+    errors = check_layer(broken, params, x, rng)
     assert errors["U"] > 1e-4 and errors["W"] <= TOL
 
 
@@ -84,19 +86,9 @@ def test_directional_check_catches_a_wrong_gradient(rng, slip):
     layer = MDLSTM(2, 3, 2, cell="graves", dtype="float64")
     params = layer.init_params(rng)
     x = rng.standard_normal((2, 5, 4, 2))
-
-    class Broken:
-        be = layer.be
-
-        def forward(self, p, x):
-            return layer.forward(p, x)
-
-        def backward(self, dout, cache):
-            dx, g = layer.backward(dout, cache)
-            return dx * slip, {k: v * slip for k, v in g.items()}
-
+    broken = Broken(layer, lambda dx, g: (dx * slip, {k: v * slip for k, v in g.items()}))
     expected = abs(1 - slip) / max(abs(1 + slip), abs(1 - slip))
-    err = check_layer(Broken(), params, x, rng, mode="direction")["direction"]
+    err = check_layer(broken, params, x, rng, mode="direction")["direction"]
     assert err == pytest.approx(expected, rel=1e-3)
     assert err > 100 * TOL
     assert check_layer(layer, params, x, rng, mode="direction")["direction"] <= TOL

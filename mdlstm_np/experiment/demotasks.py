@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..mdlstm import MDLSTM
 from .fit import fit, predict
 from .gridmodel import DenseLinear, GridModel
 from .models import MODEL_NAMES, build_model
@@ -99,7 +100,6 @@ def run_gaussian(s, names, out, be):
 
 # --------------------------------------------------------------------------- digits
 def digits_model(name, hidden, be, dtype):
-    from ..mdlstm import MDLSTM
     from ..multidir import MultiDirectionalMDLSTM
     from ..readout import MeanPoolReadout
     from ..sd import HorizontalSDLSTM, SnakeSDLSTM
@@ -154,11 +154,8 @@ class SliceCache(NamedTuple):
 class SliceWise2D:
     """A 2-D MD-LSTM run on every depth slice separately: (B, D, H, W, C) -> (B·D, H, W, C)."""
 
-    def __init__(self, in_channels, hidden, *, backend, dtype):
-        from ..mdlstm import MDLSTM
-
-        self.layer = MDLSTM(in_channels, hidden, ndim=2, cell="graves", backend=backend,
-                            dtype=dtype)
+    def __init__(self, in_channels, hidden, **layer_kwargs):
+        self.layer = MDLSTM(in_channels, hidden, ndim=2, **layer_kwargs)
         self.be, self.dtype, self.hidden = self.layer.be, self.layer.dtype, hidden
         self.in_channels = in_channels
 
@@ -180,7 +177,6 @@ class SliceWise2D:
 
 def run_diagonal3d(s, names, out, be):
     from ..head import DenseSigmoid
-    from ..mdlstm import MDLSTM
     from .plots import plot_histories
     from .tasks3d import random_diagonal_3d
 
@@ -192,7 +188,7 @@ def run_diagonal3d(s, names, out, be):
         if name == "MD_LSTM_3D":
             rnn = MDLSTM(1, s["hidden"], ndim=3, cell="graves", backend=be, dtype=s["dtype"])
         else:
-            rnn = SliceWise2D(1, s["hidden"], backend=be, dtype=s["dtype"])
+            rnn = SliceWise2D(1, s["hidden"], cell="graves", backend=be, dtype=s["dtype"])
         model = GridModel(rnn, DenseSigmoid(s["hidden"], 1, backend=be, dtype=s["dtype"]),
                           name=name)
         path, kw = _ckpt(out, "diagonal3d", name, s)
