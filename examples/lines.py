@@ -1,6 +1,6 @@
 """Read lines of handwritten digits: the hierarchical MDRNN + CTC (Graves & Schmidhuber 2008).
 
-    PYTHONPATH=. python examples/lines.py                         # the full run (see README)
+    PYTHONPATH=. python examples/lines.py                 # the full run: 12000 steps or 14 min
     PYTHONPATH=. python examples/lines.py --steps 200 --out /tmp/lines
 
 Trains ``mdlstm_np.experiment.handwriting.HierarchicalMDRNN`` with CTC on lines composed from
@@ -53,7 +53,7 @@ def parse_args(argv=None):
                                        "handwritten digits.")
     how_long = p.add_mutually_exclusive_group()
     how_long.add_argument("--steps", type=int, default=None,
-                          help="Adam steps (default: 12000)")
+                          help="Adam steps (default: 12000, or --time-limit first)")
     how_long.add_argument("--epochs", type=int, default=None,
                           help="passes over the training lines (instead of --steps)")
     p.add_argument("--batch", type=int, default=16, help="lines per minibatch (default: 16)")
@@ -66,14 +66,22 @@ def parse_args(argv=None):
     p.add_argument("--forget-bias", type=float, default=-1.0,
                    help="initial forget-gate bias of both MD-LSTM levels (default: -1, which "
                         "keeps Graves' 2-D cell state bounded at the start; see README)")
-    p.add_argument("--lr", type=float, default=3e-3, help="Adam step size (default: 0.003)")
+    p.add_argument("--lr", type=float, default=6e-3, help="Adam step size (default: 0.006)")
+    p.add_argument("--decay-at", type=float, default=0.7,
+                   help="divide the step size by 10 once this fraction of the run (steps or "
+                        "--time-limit, whichever is further along) is done; 1: at the very "
+                        "end, i.e. never (default: 0.7)")
+    p.add_argument("--refresh", type=int, default=3,
+                   help="compose new training lines (from the same training digit images) "
+                        "every this many epochs; 0: never (default: 3)")
     p.add_argument("--seed", type=int, default=0, help="data and initialisation seed (0)")
     p.add_argument("--n-train", type=int, default=4000, help="training lines (default: 4000)")
     p.add_argument("--n-test", type=int, default=300, help="test lines (default: 300)")
     p.add_argument("--eval-every", type=int, default=1000,
                    help="test CER every so many steps (default: 1000)")
-    p.add_argument("--time-limit", type=float, default=None,
-                   help="stop training after this many seconds (default: none)")
+    p.add_argument("--time-limit", type=float, default=840.0,
+                   help="stop training after this many seconds (default: 840, so that the whole "
+                        "run, data and evaluations included, fits in 15 minutes)")
     p.add_argument("--backend", default="auto", choices=("auto", "numpy", "numba", "cupy"),
                    help="array backend (default: auto, numba on a CPU when installed)")
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"),
@@ -92,6 +100,10 @@ def parse_args(argv=None):
         fail(f"--lr: expected a number > 0, got {args.lr}")
     if not np.isfinite(args.forget_bias):
         fail(f"--forget-bias: expected a finite number, got {args.forget_bias}")
+    if args.refresh < 0:
+        fail(f"--refresh: expected an integer >= 0, got {args.refresh}")
+    if not 0 < args.decay_at <= 1:
+        fail(f"--decay-at: expected a number in (0, 1], got {args.decay_at}")
     if args.seed < 0:
         fail(f"--seed: expected an integer >= 0, got {args.seed}")
     if args.time_limit is not None and not args.time_limit > 0:
@@ -156,6 +168,7 @@ def plot_lines(result, path, n=8):
         ax.imshow(test.images[i, :h, :w, 0], cmap="gray_r", vmin=0, vmax=1,
                   extent=(0, w, h, 0))
         ax.set_xlim(0, test.sizes[:n, 1].max())
+        ax.set_anchor("W")                               # left-aligned, one pixel scale
         ax.set_axis_off()
         ax.text(1.01, 0.5, f"true {true}\npred {pred}", transform=ax.transAxes, va="center",
                 family="monospace", fontsize=8, color="black" if pred == true else "red")
@@ -219,7 +232,8 @@ def main(argv=None) -> int:
     try:
         result = train_lines(args.steps, epochs=args.epochs, batch=args.batch, h1=args.h1,
                              f2=args.f2, h2=args.hidden, lr=args.lr, seed=args.seed,
-                             forget_bias=args.forget_bias,
+                             forget_bias=args.forget_bias, decay_at=args.decay_at,
+                             refresh=args.refresh,
                              n_train=args.n_train, n_test=args.n_test, backend=args.backend,
                              dtype=args.dtype, eval_every=args.eval_every,
                              time_limit=args.time_limit, progress=not args.no_progress)

@@ -103,6 +103,8 @@ def test_errors():
         model.backward(np.zeros((1, 1, N_CLASSES)), cache)
     with pytest.raises(ValueError, match="steps, epochs"):
         train_lines(10, epochs=1)
+    with pytest.raises(ValueError, match="decay_at"):
+        train_lines(10, decay_at=1.5)
 
 
 # --------------------------------------------------------------------------- training
@@ -112,8 +114,8 @@ def test_short_training_run_halves_the_test_cer():
     pytest.importorskip("sklearn")
     t0 = time.perf_counter()
     r = train_lines(800, batch=16, h1=4, f2=16, h2=16, lr=1e-2, forget_bias=-1.0, n_train=600,
-                    n_test=100, eval_every=800, backend="auto", progress=False,
-                    lines_kwargs=dict(max_digits=3))
+                    n_test=100, eval_every=800, refresh=0, decay_at=None, backend="auto",
+                    progress=False, lines_kwargs=dict(max_digits=3))
     assert r.untrained_cer > 0.5
     assert r.test_cer <= r.untrained_cer / 2, (r.untrained_cer, r.test_cer, r.evals)
     assert 0 <= r.test_cer <= 1 and len(r.predictions) == 100
@@ -146,7 +148,8 @@ def test_example_smoke_run(tmp_path):
 
 
 @pytest.mark.parametrize("args", [["--bogus"], ["--steps", "0"], ["--lr", "-1"],
-                                  ["--steps", "5", "--epochs", "1"], ["--batch", "x"]])
+                                  ["--steps", "5", "--epochs", "1"], ["--batch", "x"],
+                                  ["--decay-at", "0"], ["--refresh", "-1"]])
 def test_example_bad_flag_exits_2(args, tmp_path):
     p = run_example(*args, "--out", str(tmp_path))
     assert p.returncode == 2

@@ -44,14 +44,18 @@ directions), "ff.W", "ff.b", "rnn2.d0.W" …, "out.V", "out.a".
 
 from __future__ import annotations
 
+import time
 from typing import Any, NamedTuple
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..backends import get_backend
-from ..ctc import ctc_loss, log_softmax, log_softmax_backward
+from ..ctc import best_path_decode, cer, ctc_loss, log_softmax, log_softmax_backward
+from ..data.lines import make_lines
 from ..hierarchy import BlockSubsample, CollapseVertical, FeedForwardTanh
 from ..multidir import MultiDirectionalMDLSTM
+from ..optim import Adam
 from ..validate import check_dtype_name, check_positive_int
 
 N_CLASSES = 11           # blank 0 + digits 0 … 9 as classes 1 … 10 (``data/lines.py``)
@@ -246,8 +250,6 @@ def _crop(lines, idx):
 
 def decode(model, params, lines, batch=64):
     """Greedy (best-path) labellings of every line of ``lines``: a list of label lists."""
-    from ..ctc import best_path_decode
-
     be, out = model.be, []
     for start in range(0, len(lines.sizes), batch):
         idx = np.arange(start, min(start + batch, len(lines.sizes)))
@@ -262,10 +264,10 @@ def truth(lines):
     return [list(t[:n]) for t, n in zip(lines.targets.tolist(), lines.target_lengths)]
 
 
-def train_lines(steps=None, *, epochs=None, batch=16, h1=4, f2=16, h2=24, lr=1e-3, seed=0,
+def train_lines(steps=None, *, epochs=None, batch=16, h1=4, f2=16, h2=24, lr=6e-3, seed=0,
                 n_train=4000, n_test=300, backend="auto", dtype="float32", cell="graves",
                 forget_bias=-1.0, eval_every=500, time_limit=None, progress=True,
-                lines_kwargs=None):
+                refresh=3, decay_at=0.7, lines_kwargs=None):
     """Train ``HierarchicalMDRNN`` with CTC on lines of handwritten digits; return the result.
 
     steps / epochs : how long: ``steps`` Adam steps, or ``epochs`` passes over the training
@@ -274,10 +276,17 @@ def train_lines(steps=None, *, epochs=None, batch=16, h1=4, f2=16, h2=24, lr=1e-
     h1, f2, h2     : the model's sizes; cell, forget_bias: its MD-LSTM cell and the initial
                      forget-gate bias (``HierarchicalMDRNN``).
     lr             : Adam's step size α (``mdlstm_np.optim.Adam``).
+    decay_at       : a fraction in (0, 1]: α becomes α/10 once this fraction of the run is done,
+                     measured in steps or, with ``time_limit``, in time, whichever is further
+                     along (so a time-limited run on a slow machine still anneals); None: never.
     seed           : fixes the data (train lines ``make_lines(n_train, "train", seed=seed)``,
                      test lines from the other half of the digit images), the initial
                      parameters and the batch order.
-    n_train, n_test: number of training and test lines.
+    n_train, n_test: number of training lines (per epoch) and test lines.
+    refresh        : k >= 1: every k-th epoch composes ``n_train`` new training lines (the
+                     same digit images of the train half in new sizes, gaps, jitter and noise:
+                     an augmentation; set number e seeded by SeedSequence((seed, e))).
+                     0: the same lines every epoch. The test lines never change.
     backend, dtype : where and in which precision to train ("auto": numba on a CPU).
     eval_every     : test CER (greedy decoding) every so many steps, and at the end.
     progress       : a tqdm progress bar showing the loss and the last test CER.
@@ -286,26 +295,21 @@ def train_lines(steps=None, *, epochs=None, batch=16, h1=4, f2=16, h2=24, lr=1e-
     Returns :class:`LinesResult`. Raises ValueError for bad arguments, FloatingPointError if
     the loss or a gradient becomes NaN or infinite.
     """
-    import time
-
-    from tqdm.auto import tqdm
-
-    from ..ctc import cer
-    from ..data.lines import make_lines
-    from ..optim import Adam
-
     if (steps is None) == (epochs is None) and not (steps is None and epochs is None):
         raise ValueError("steps, epochs: expected one of them, got both")
     batch = check_positive_int(batch, "batch")
     n_train, n_test = check_positive_int(n_train, "n_train"), check_positive_int(n_test, "n_test")
     eval_every = check_positive_int(eval_every, "eval_every")
+    refresh = check_positive_int(refresh, "refresh", minimum=0)
+    if decay_at is not None and not (isinstance(decay_at, (int, float)) and 0 < decay_at <= 1):
+        raise ValueError(f"decay_at: expected a number in (0, 1] or None, got {decay_at!r}")
     per_epoch = -(-n_train // batch)
     if epochs is not None:
         steps = check_positive_int(epochs, "epochs") * per_epoch
     steps = check_positive_int(3000 if steps is None else steps, "steps")
     settings = dict(steps=steps, epochs=epochs, batch=batch, h1=h1, f2=f2, h2=h2, lr=lr,
-                    seed=seed, n_train=n_train, n_test=n_test, dtype=dtype, cell=cell,
-                    forget_bias=forget_bias,
+                    decay_at=decay_at, refresh=refresh, seed=seed, n_train=n_train,
+                    n_test=n_test, dtype=dtype, cell=cell, forget_bias=forget_bias,
                     eval_every=eval_every, time_limit=time_limit,
                     lines_kwargs=dict(lines_kwargs or {}))
     model = HierarchicalMDRNN(h1=h1, f2=f2, h2=h2, cell=cell, forget_bias=forget_bias,
@@ -324,10 +328,21 @@ def train_lines(steps=None, *, epochs=None, batch=16, h1=4, f2=16, h2=24, lr=1e-
     t0 = time.perf_counter()
     bar = tqdm(range(1, steps + 1), desc="lines", unit="step", disable=not progress,
                dynamic_ncols=True)
-    last_cer, step = untrained, 0
+    last_cer, step, epoch = untrained, 0, 0
     for step in bar:
         if not queue:
-            queue = _batches(train.sizes[:, 1], batch, rng)
+            if refresh and epoch > 0 and epoch % refresh == 0:
+                new_seed = int(np.random.SeedSequence((seed, epoch // refresh))
+                               .generate_state(1)[0])
+                train = make_lines(n_train, "train", seed=new_seed, dtype=dtype,
+                                   **(lines_kwargs or {}))
+            queue, epoch = _batches(train.sizes[:, 1], batch, rng), epoch + 1
+        done = max(step - 1, 0) / steps
+        if time_limit is not None:
+            done = max(done, (time.perf_counter() - t0) / time_limit)
+        if decay_at is not None and done >= decay_at and opt.lr == lr:
+            opt.lr = lr / 10.0
+            settings["decayed_at_step"] = step
         x, sizes, tg, tl = _crop(train, queue.pop())
         loss, grads, _, _ = model.loss(params, be.asarray(x, dtype), sizes, tg, tl)
         if not np.isfinite(loss) or not all(bool(be.all_finite(g)) for g in grads.values()):
