@@ -109,7 +109,7 @@ def test_errors():
 
 # --------------------------------------------------------------------------- training
 def test_short_training_run_halves_the_test_cer():
-    """CI-sized: short lines (1-3 digits), 800 steps; ~30 s on a loaded 2-core machine (the
+    """CI-sized: short lines (1-3 digits), 800 steps; 22 s on a shared 2-core machine (the
     untrained model's CER is 1.17 here: it inserts labels; the run reaches ~0.35)."""
     pytest.importorskip("sklearn")
     t0 = time.perf_counter()

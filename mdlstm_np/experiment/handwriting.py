@@ -15,8 +15,8 @@ The network (one line image in, one label distribution per column group out)
     8. log-softmax          y = u − ln Σ_k e^{u_k}    (``mdlstm_np.ctc.log_softmax``)
     9. CTC                  loss = −Σ_b ln p(l_b | x_b)  (Graves et al. 2006; ``ctc.ctc_loss``)
 
-Graves & Schmidhuber subsample three times (blocks 3×4, 2×4, 2×4, hidden 2, 10, 50) for
-full-size pages of text; our lines are 12-20 px high and 10-120 px wide, so two levels of 2×2
+Graves & Schmidhuber use three MD-LSTM levels (2, 10 and 50 units) and larger, wider blocks for
+real scanned text; our lines are 12-20 px high and 6-116 px wide, so two levels of 2×2 blocks
 suffice and keep each of the four directions' grids small. Each level's ``sizes`` come from the
 layers' ``out_sizes``, so every line of a padded batch is computed exactly as if it ran alone
 (tests/test_handwriting.py). A digit is 6-10 px wide: after the 4× horizontal subsampling it
