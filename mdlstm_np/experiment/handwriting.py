@@ -1,0 +1,366 @@
+"""Reading lines of handwriting: the hierarchical subsampling MDRNN with a CTC output layer
+(Graves & Schmidhuber 2008, "Offline Handwriting Recognition with Multidimensional Recurrent
+Neural Networks", NIPS; the network RNNLIB trains), assembled from this engine's layers.
+
+The network (one line image in, one label distribution per column group out)
+-------------------------------------------------------------------------------
+    x (B, H, W, 1)                    the line, sample b in the box [0, sizes[b]) (padding 0)
+    1. BlockSubsample  k1 = (2, 2)    -> (B, H/2, W/2, 4)                 sizes s1 = ⌈s0/k1⌉
+    2. MDLSTM level 1, 4 directions   -> (B, H/2, W/2, 4·h1)   concat, masked by s1
+    3. BlockSubsample  k2 = (2, 2)    -> (B, H/4, W/4, 16·h1)             sizes s2 = ⌈s1/k2⌉
+    4. FeedForwardTanh                -> (B, H/4, W/4, f2)     mixes the block down to f2
+    5. MDLSTM level 2, 4 directions   -> (B, H/4, W/4, 4·h2)   masked by s2
+    6. CollapseVertical (sum of rows) -> (B, T, 4·h2)          T = W/4, T_b = s2[b, 1]
+    7. dense per time step  u = v V + a               V (4·h2, K), a (K,)   K = 11 (blank + 10)
+    8. log-softmax          y = u − ln Σ_k e^{u_k}    (``mdlstm_np.ctc.log_softmax``)
+    9. CTC                  loss = −Σ_b ln p(l_b | x_b)  (Graves et al. 2006; ``ctc.ctc_loss``)
+
+Graves & Schmidhuber use three MD-LSTM levels (2, 10 and 50 units) and larger, wider blocks for
+real scanned text; our lines are 12-20 px high and 6-116 px wide, so two levels of 2×2 blocks
+suffice and keep each of the four directions' grids small. Each level's ``sizes`` come from the
+layers' ``out_sizes``, so every line of a padded batch is computed exactly as if it ran alone
+(tests/test_handwriting.py). A digit is 6-10 px wide: after the 4× horizontal subsampling it
+spans 1.5-2.5 time steps, enough for CTC (one step per label, a blank between repeats); a
+rare line whose label sequence needs more steps than its width gives has p(l|x) = 0, and the
+training loop gives it loss 0 (``zero_infinity``).
+
+The forget-gate bias starts at -1 (σ(-1) ≈ 0.27), not at the +1 common for 1-D LSTMs. Graves'
+cell in 2-D adds both predecessors' states, c = i⊙g + f_1⊙c(p⁻_1) + f_2⊙c(p⁻_2): while
+f_1 + f_2 > 1 the state grows geometrically along the wavefronts (``cells/stable.py``). On a
+batch of 16 lines (20×80 px, level 1's grids 10×40), untrained, the largest |c| is 21,000 at
+level 1 with b_f = +1 (tanh(c) saturated, its gradient zero), 19 with b_f = 0 and 0.8 with
+b_f = -1. After 600 steps on lines of 1-3 digits (lr 3e-3) the test CER was 0.89 with b_f = +1,
+0.90 with 0 and 0.67 with -1. (Leifert's stable cell bounds the state by construction but has no
+numba hot loop: about 4× slower per step here.)
+
+Backward: steps 9b … 1b in reverse, each layer's own hand-derived backward, with
+    8b. du = dy − e^{y} Σ_k dy_k                    (``ctc.log_softmax_backward``)
+    7b. dV = Σ_{b,t} v_btᵀ du_bt   da = Σ_{b,t} du_bt   dv = du Vᵀ
+where padded time steps t ≥ T_b carry dy = 0 from CTC and so add nothing.
+
+Parameters live in one flat dict with a prefix per layer: "rnn1.d0.W" … (level 1's four
+directions), "ff.W", "ff.b", "rnn2.d0.W" …, "out.V", "out.a".
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, NamedTuple
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..backends import get_backend
+from ..ctc import best_path_decode, cer, ctc_loss, log_softmax, log_softmax_backward
+from ..data.lines import make_lines
+from ..hierarchy import BlockSubsample, CollapseVertical, FeedForwardTanh
+from ..multidir import MultiDirectionalMDLSTM
+from ..optim import Adam
+from ..validate import check_dtype_name, check_positive_int
+
+N_CLASSES = 11           # blank 0 + digits 0 … 9 as classes 1 … 10 (``data/lines.py``)
+BLANK = 0
+
+
+class HandwritingCache(NamedTuple):
+    """What ``HierarchicalMDRNN.backward`` needs (forward's step numbers)."""
+
+    sub1: Any             # 1. BlockSubsample cache
+    rnn1: Any             # 2. MultiDirCache
+    sub2: Any             # 3. BlockSubsample cache
+    ff: Any               # 4. FeedForwardCache
+    rnn2: Any             # 5. MultiDirCache
+    collapse: Any         # 6. CollapseCache
+    v: Any                # (B, T, F) the collapsed sequence, input of step 7
+    V: Any                # (F, K) the dense weights forward used
+    log_probs: Any        # (T, B, K) output of step 8
+    input_lengths: np.ndarray   # (B,) host int64, T_b
+
+
+class HierarchicalMDRNN:
+    """The two-level hierarchical MDRNN of the module docstring.
+
+    h1, f2, h2   : hidden units per direction of level 1, features of the tanh layer, hidden
+                   units per direction of level 2.
+    blocks       : the two subsampling blocks ((bh, bw), (bh, bw)).
+    cell, forget_bias : passed to both MD-LSTM levels (``MDLSTM``); pass the cell explicitly.
+    backend, dtype : as for the layers. Only Graves' plain cell has a numba hot loop.
+
+    forward(params, x (B, H, W, 1), sizes (B, 2) or None) -> (log_probs (T, B, K), cache)
+    backward(dlog_probs (T, B, K), cache) -> grads (a dict like params)
+    loss(params, x, sizes, targets, target_lengths) -> (loss, grads, log_probs, input_lengths)
+    """
+
+    def __init__(self, *, h1=4, f2=16, h2=24, blocks=((2, 2), (2, 2)), cell="graves",
+                 forget_bias=-1.0, backend="numpy", dtype="float64"):
+        self.be = get_backend(backend)
+        self.dtype = check_dtype_name(dtype)
+        self.h1 = check_positive_int(h1, "h1")
+        self.f2 = check_positive_int(f2, "f2")
+        self.h2 = check_positive_int(h2, "h2")
+        self.cell = cell
+        kw = dict(cell=cell, forget_bias=forget_bias, backend=self.be, dtype=self.dtype)
+        b1, b2 = (tuple(b) for b in blocks)
+        self.sub1 = BlockSubsample(b1, backend=self.be, dtype=self.dtype)
+        self.rnn1 = MultiDirectionalMDLSTM(b1[0] * b1[1], self.h1, 2, **kw)
+        self.sub2 = BlockSubsample(b2, backend=self.be, dtype=self.dtype)
+        self.ff = FeedForwardTanh(b2[0] * b2[1] * self.rnn1.out_features, self.f2,
+                                  backend=self.be, dtype=self.dtype)
+        self.rnn2 = MultiDirectionalMDLSTM(self.f2, self.h2, 2, **kw)
+        self.collapse = CollapseVertical(backend=self.be, dtype=self.dtype)
+        self.features = self.rnn2.out_features                     # F = 4·h2
+        self.blocks = (b1, b2)
+        self._layers = {"rnn1": self.rnn1, "ff": self.ff, "rnn2": self.rnn2}
+
+    # ------------------------------------------------------------------ parameters
+    def param_shapes(self) -> dict:
+        shapes = {f"{name}.{k}": s for name, layer in self._layers.items()
+                  for k, s in layer.param_shapes().items()}
+        shapes.update({"out.V": (self.features, N_CLASSES), "out.a": (N_CLASSES,)})
+        return shapes
+
+    def init_params(self, rng: np.random.Generator) -> dict:
+        """Each layer's own initialisation; V Glorot-uniform, a = 0."""
+        params = {}
+        for name, layer in self._layers.items():
+            params.update({f"{name}.{k}": v for k, v in layer.init_params(rng).items()})
+        limit = np.sqrt(6.0 / (self.features + N_CLASSES))
+        params["out.V"] = self.be.asarray(rng.uniform(-limit, limit,
+                                                      (self.features, N_CLASSES)), self.dtype)
+        params["out.a"] = self.be.asarray(np.zeros(N_CLASSES), self.dtype)
+        return params
+
+    @staticmethod
+    def _part(params, name) -> dict:
+        pre = name + "."
+        return {k[len(pre):]: v for k, v in params.items() if k.startswith(pre)}
+
+    # ------------------------------------------------------------------ sizes
+    def level_sizes(self, sizes, shape):
+        """Host sizes at the input, after step 1 and after step 3: three (B, 2) int64 arrays.
+        ``sizes`` None means every sample fills the padded grid of ``shape`` (H, W)."""
+        s0 = np.asarray(sizes if sizes is not None else [shape], dtype=np.int64)
+        s1 = self.sub1.out_sizes(s0)
+        return s0, s1, self.sub2.out_sizes(s1)
+
+    def input_lengths(self, sizes) -> np.ndarray:
+        """CTC input lengths T_b (B,) of lines with ``sizes`` (B, 2): ⌈⌈W_b/k1⌉/k2⌉."""
+        return self.collapse.out_sizes(self.level_sizes(sizes, None)[2])[:, 0]
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, params, x, sizes=None):
+        """x (B, H, W, 1) float of the model's dtype, sizes (B, 2) host ints or None.
+
+        Returns log_probs (T, B, K), T = ⌈⌈W/k1⌉/k2⌉, K = 11, and the cache. Time steps
+        t ≥ T_b of sample b hold the output layer's bias only; CTC ignores them.
+        """
+        be, xp = self.be, self.be.xp
+        B, H, W = x.shape[0], x.shape[1], x.shape[2]
+        s0, s1, s2 = self.level_sizes(sizes, (H, W))
+        m = sizes is not None
+        z, c_sub1 = self.sub1.forward({}, x, s0 if m else None)                  # 1.
+        z, c_rnn1 = self.rnn1.forward(self._part(params, "rnn1"), z,
+                                      sizes=s1 if m else None)                   # 2.
+        z, c_sub2 = self.sub2.forward({}, z, s1 if m else None)                  # 3.
+        z, c_ff = self.ff.forward(self._part(params, "ff"), z, s2 if m else None)   # 4.
+        z, c_rnn2 = self.rnn2.forward(self._part(params, "rnn2"), z,
+                                      sizes=s2 if m else None)                   # 5.
+        v, c_col = self.collapse.forward({}, z, s2 if m else None)               # 6. (B, T, F)
+        T = v.shape[1]
+        u = xp.reshape(xp.reshape(v, (B * T, self.features)) @ params["out.V"]
+                       + params["out.a"], (B, T, N_CLASSES))                     # 7. (B, T, K)
+        y = log_softmax(be, xp.permute_dims(u, (1, 0, 2)), axis=-1)              # 8. (T, B, K)
+        lengths = s2[:, 1] if m else np.full(B, T, dtype=np.int64)
+        cache = HandwritingCache(c_sub1, c_rnn1, c_sub2, c_ff, c_rnn2, c_col, v,
+                                 params["out.V"], y, lengths)
+        return y, cache
+
+    # ------------------------------------------------------------------ backward
+    def backward(self, dlog_probs, cache: HandwritingCache) -> dict:
+        """dlog_probs (T, B, K) = ∂loss/∂log_probs -> grads, a dict with params' keys."""
+        xp = self.be.xp
+        if tuple(dlog_probs.shape) != tuple(cache.log_probs.shape):
+            raise ValueError(f"dlog_probs: expected shape {tuple(cache.log_probs.shape)}, got "
+                             f"{tuple(dlog_probs.shape)}")
+        B, T, F = cache.v.shape
+        du = log_softmax_backward(self.be, dlog_probs, cache.log_probs, axis=-1)  # 8b.
+        du2 = xp.reshape(xp.permute_dims(du, (1, 0, 2)), (B * T, N_CLASSES))     # (B·T, K)
+        v2 = xp.reshape(cache.v, (B * T, F))
+        grads = {"out.V": xp.permute_dims(v2, (1, 0)) @ du2,                     # 7b. (F, K)
+                 "out.a": xp.sum(du2, axis=0)}                                   # 7b. (K,)
+        dv = xp.reshape(du2 @ xp.permute_dims(cache.V, (1, 0)), (B, T, F))       # 7b. dv
+        dz, _ = self.collapse.backward(dv, cache.collapse)                       # 6b.
+        dz, g = self.rnn2.backward(dz, cache.rnn2)                               # 5b.
+        grads.update({f"rnn2.{k}": a for k, a in g.items()})
+        dz, g = self.ff.backward(dz, cache.ff)                                   # 4b.
+        grads.update({f"ff.{k}": a for k, a in g.items()})
+        dz, _ = self.sub2.backward(dz, cache.sub2)                               # 3b.
+        dz, g = self.rnn1.backward(dz, cache.rnn1)                               # 2b.
+        grads.update({f"rnn1.{k}": a for k, a in g.items()})
+        # 1b. (the input image needs no gradient: sub1 has no parameters)
+        return grads
+
+    # ------------------------------------------------------------------ loss
+    def loss(self, params, x, sizes, targets, target_lengths, *, reduction="mean"):
+        """CTC loss of a batch and its gradient (impossible lines count 0, ``zero_infinity``).
+
+        targets (B, S) host ints (classes 1 … 10, padded), target_lengths (B,).
+        Returns (loss as a Python float, grads, log_probs (T, B, K), input_lengths (B,)).
+        """
+        y, cache = self.forward(params, x, sizes)
+        loss, dy = ctc_loss(self.be, y, targets, cache.input_lengths, target_lengths,
+                            blank=BLANK, reduction=reduction, zero_infinity=True)   # 9.
+        return float(loss), self.backward(dy, cache), y, cache.input_lengths
+
+
+# =========================================================================== training
+class LinesResult(NamedTuple):
+    """What ``train_lines`` returns."""
+
+    model: HierarchicalMDRNN
+    params: dict          # the trained parameters (backend arrays)
+    curve: list           # one dict per logged step: step, seconds, loss (mean CTC per line)
+    evals: list           # one dict per evaluation: step, seconds, test_cer, train_cer
+    test_cer: float       # greedy-decoding CER on the test lines at the end, in [0, 1]
+    untrained_cer: float  # the same before the first step
+    predictions: list     # decoded test labellings (lists of classes 1 … 10), test set order
+    test: Any             # the test ``Lines`` (host arrays)
+    settings: dict        # every argument of the run
+    seconds: float        # wall time of the training loop, evaluations included
+
+
+def _batches(widths, batch, rng, bucket=16):
+    """One epoch of minibatches (lists of indices): shuffled, then each run of ``bucket``
+    batches sorted by line width, so a batch pads little; batch order shuffled again."""
+    order = rng.permutation(len(widths))
+    out = []
+    for start in range(0, len(order), batch * bucket):
+        chunk = order[start:start + batch * bucket]
+        chunk = chunk[np.argsort(widths[chunk], kind="stable")]
+        out += [chunk[i:i + batch] for i in range(0, len(chunk), batch)]
+    return [out[i] for i in rng.permutation(len(out))]
+
+
+def _crop(lines, idx):
+    """Rows ``idx`` of a ``Lines`` set, the padding cropped to the batch's largest line."""
+    sizes = lines.sizes[idx]
+    h, w = sizes.max(axis=0)
+    return lines.images[idx, :h, :w], sizes, lines.targets[idx], lines.target_lengths[idx]
+
+
+def decode(model, params, lines, batch=64):
+    """Greedy (best-path) labellings of every line of ``lines``: a list of label lists."""
+    be, out = model.be, []
+    for start in range(0, len(lines.sizes), batch):
+        idx = np.arange(start, min(start + batch, len(lines.sizes)))
+        x, sizes, _, _ = _crop(lines, idx)
+        y, cache = model.forward(params, be.asarray(x, model.dtype), sizes)
+        out += best_path_decode(be.to_numpy(y), cache.input_lengths, blank=BLANK)
+    return out
+
+
+def truth(lines):
+    """The target labellings of ``lines``: a list of label lists (classes 1 … 10)."""
+    return [list(t[:n]) for t, n in zip(lines.targets.tolist(), lines.target_lengths)]
+
+
+def train_lines(steps=None, *, epochs=None, batch=16, h1=4, f2=16, h2=24, lr=6e-3, seed=0,
+                n_train=4000, n_test=300, backend="auto", dtype="float32", cell="graves",
+                forget_bias=-1.0, eval_every=500, time_limit=None, progress=True,
+                refresh=3, decay_at=0.7, lines_kwargs=None):
+    """Train ``HierarchicalMDRNN`` with CTC on lines of handwritten digits; return the result.
+
+    steps / epochs : how long: ``steps`` Adam steps, or ``epochs`` passes over the training
+        lines (give one; default 3000 steps). ``time_limit`` (seconds) stops earlier.
+    batch          : lines per minibatch (padded to the batch's largest line).
+    h1, f2, h2     : the model's sizes; cell, forget_bias: its MD-LSTM cell and the initial
+                     forget-gate bias (``HierarchicalMDRNN``).
+    lr             : Adam's step size α (``mdlstm_np.optim.Adam``).
+    decay_at       : a fraction in (0, 1]: α becomes α/10 once this fraction of the run is done,
+                     measured in steps or, with ``time_limit``, in time, whichever is further
+                     along (so a time-limited run on a slow machine still anneals); None: never.
+    seed           : fixes the data (train lines ``make_lines(n_train, "train", seed=seed)``,
+                     test lines from the other half of the digit images), the initial
+                     parameters and the batch order.
+    n_train, n_test: number of training lines (per epoch) and test lines.
+    refresh        : k >= 1: every k-th epoch composes ``n_train`` new training lines (the
+                     same digit images of the train half in new sizes, gaps, jitter and noise:
+                     an augmentation; set number e seeded by SeedSequence((seed, e))).
+                     0: the same lines every epoch. The test lines never change.
+    backend, dtype : where and in which precision to train ("auto": numba on a CPU).
+    eval_every     : test CER (greedy decoding) every so many steps, and at the end.
+    progress       : a tqdm progress bar showing the loss and the last test CER.
+    lines_kwargs   : extra arguments for ``make_lines`` (geometry, noise), both splits.
+
+    Returns :class:`LinesResult`. Raises ValueError for bad arguments, FloatingPointError if
+    the loss or a gradient becomes NaN or infinite.
+    """
+    if (steps is None) == (epochs is None) and not (steps is None and epochs is None):
+        raise ValueError("steps, epochs: expected one of them, got both")
+    batch = check_positive_int(batch, "batch")
+    n_train, n_test = check_positive_int(n_train, "n_train"), check_positive_int(n_test, "n_test")
+    eval_every = check_positive_int(eval_every, "eval_every")
+    refresh = check_positive_int(refresh, "refresh", minimum=0)
+    if decay_at is not None and not (isinstance(decay_at, (int, float)) and 0 < decay_at <= 1):
+        raise ValueError(f"decay_at: expected a number in (0, 1] or None, got {decay_at!r}")
+    per_epoch = -(-n_train // batch)
+    if epochs is not None:
+        steps = check_positive_int(epochs, "epochs") * per_epoch
+    steps = check_positive_int(3000 if steps is None else steps, "steps")
+    settings = dict(steps=steps, epochs=epochs, batch=batch, h1=h1, f2=f2, h2=h2, lr=lr,
+                    decay_at=decay_at, refresh=refresh, seed=seed, n_train=n_train,
+                    n_test=n_test, dtype=dtype, cell=cell, forget_bias=forget_bias,
+                    eval_every=eval_every, time_limit=time_limit,
+                    lines_kwargs=dict(lines_kwargs or {}))
+    model = HierarchicalMDRNN(h1=h1, f2=f2, h2=h2, cell=cell, forget_bias=forget_bias,
+                              backend=backend, dtype=dtype)
+    settings["backend"] = model.be.name
+    be = model.be
+    train = make_lines(n_train, "train", seed=seed, dtype=dtype, **(lines_kwargs or {}))
+    test = make_lines(n_test, "test", seed=seed, dtype=dtype, **(lines_kwargs or {}))
+    test_truth = truth(test)
+    rng = np.random.default_rng((seed, 2))
+    params = model.init_params(rng)
+    opt = Adam(params, lr=lr)
+
+    untrained = cer(decode(model, params, test), test_truth)
+    curve, evals, queue = [], [], []
+    t0 = time.perf_counter()
+    bar = tqdm(range(1, steps + 1), desc="lines", unit="step", disable=not progress,
+               dynamic_ncols=True)
+    last_cer, step, epoch = untrained, 0, 0
+    for step in bar:
+        if not queue:
+            if refresh and epoch > 0 and epoch % refresh == 0:
+                new_seed = int(np.random.SeedSequence((seed, epoch // refresh))
+                               .generate_state(1)[0])
+                train = make_lines(n_train, "train", seed=new_seed, dtype=dtype,
+                                   **(lines_kwargs or {}))
+            queue, epoch = _batches(train.sizes[:, 1], batch, rng), epoch + 1
+        done = max(step - 1, 0) / steps
+        if time_limit is not None:
+            done = max(done, (time.perf_counter() - t0) / time_limit)
+        if decay_at is not None and done >= decay_at and opt.lr == lr:
+            opt.lr = lr / 10.0
+            settings["decayed_at_step"] = step
+        x, sizes, tg, tl = _crop(train, queue.pop())
+        loss, grads, _, _ = model.loss(params, be.asarray(x, dtype), sizes, tg, tl)
+        if not np.isfinite(loss) or not all(bool(be.all_finite(g)) for g in grads.values()):
+            raise FloatingPointError(f"train_lines: loss or gradient not finite at step {step} "
+                                     f"(loss {loss})")
+        opt.step(params, grads)
+        curve.append(dict(step=step, seconds=time.perf_counter() - t0, loss=loss))
+        out_of_time = time_limit is not None and time.perf_counter() - t0 > time_limit
+        if step % eval_every == 0 or step == steps or out_of_time:
+            last_cer = cer(decode(model, params, test), test_truth)
+            evals.append(dict(step=step, seconds=time.perf_counter() - t0, test_cer=last_cer))
+        bar.set_postfix(loss=f"{np.mean([r['loss'] for r in curve[-50:]]):.3f}",
+                        cer=f"{last_cer:.3f}")
+        if out_of_time:
+            break
+    bar.close()
+    seconds = time.perf_counter() - t0
+    predictions = decode(model, params, test)
+    settings["steps_done"] = step
+    return LinesResult(model, params, curve, evals, cer(predictions, test_truth), untrained,
+                       predictions, test, settings, seconds)
