@@ -74,8 +74,8 @@ from mdlstm_np.experiment.cli import parse_integer as integer  # noqa: E402
 PROG = "demo.py"
 RESULT_PATTERNS = ("out_*.tsv", "checkpoint_*.npz", "losses_*.png", "predictions_*.png",
                    "metrics.json", "receptive_fields.png", "gaussian_fields.png",
-                   "digits_curves.png")
-TASKS = ("diagonal", "gaussian", "digits", "diagonal3d")
+                   "digits_curves.png", "learning_curves.png", "lines.png")
+TASKS = ("diagonal", "gaussian", "digits", "diagonal3d", "lines")
 # Tests only: "SIGINT:7" sends SIGINT to this process when its 7th training step (counted over
 # all models trained by this process) is done, so an interruption lands at a known step.
 SIGNAL_HOOK = "MDLSTM_NP_DEMO_SIGNAL_AT"
@@ -485,18 +485,20 @@ def _main_fit_task(args, given, stop) -> int:
     from mdlstm_np.validate import check_positive_int
 
     task = args.task
-    for flag in ("steps", "ln", "resume"):
+    for flag in ("ln", "resume") + (("steps",) if task != "lines" else ()):
         if flag in given:
             fail(f"{flag}: only for the diagonal task; --task {task} trains for --epochs with "
                  f"mdlstm_np.fit")
     s = dict(TASK_DEFAULTS[task])
     s.update({k: getattr(args, k) for k in ("size", "batch", "hidden", "lr", "epochs", "train",
-                                             "val") if k in given})
+                                             "val", "steps") if k in given})
     s.update(seed=args.seed, dtype=args.dtype, checkpoint_every=args.checkpoint_every,
              backend=args.backend, task=task)
     try:
-        for name, lo in (("epochs", 1), ("size", 3), ("batch", 1), ("hidden", 1),
-                         ("train", 1), ("val", 1), ("checkpoint_every", 1)):
+        bounds = [("epochs", 1), ("size", 3), ("batch", 1), ("hidden", 1), ("train", 1),
+                  ("val", 1), ("checkpoint_every", 1)] + ([("steps", 1)] if task == "lines"
+                                                          else [])
+        for name, lo in bounds:
             s[name] = check_positive_int(s[name], name, lo)
         if not (np.isfinite(s["lr"]) and s["lr"] > 0):
             raise ValueError(f"lr: expected a finite number > 0, got {s['lr']!r}")
@@ -564,7 +566,12 @@ def _main_fit_task(args, given, stop) -> int:
 
 def fit_summary(task: str, metrics: dict) -> str:
     """The results of a --task gaussian/digits/diagonal3d run as a small table."""
-    if task == "digits":
+    if task == "lines":
+        lines = [f"{'model':<20} {'test CER':>9} {'untrained':>10} {'seconds':>8}",
+                 f"{'HIERARCHICAL_MDRNN':<20} {metrics['test_cer']:>9.4f} "
+                 f"{metrics['untrained_test_cer']:>10.4f} "
+                 f"{metrics['models']['HIERARCHICAL_MDRNN']['seconds']:>8.0f}"]
+    elif task == "digits":
         lines = [f"{'model':<20} {'test accuracy':>13} {'seconds':>8}"]
         for name, m in metrics["models"].items():
             lines.append(f"{name:<20} {100 * m['test_accuracy']:>12.2f}% {m['seconds']:>8.0f}")

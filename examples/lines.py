@@ -122,62 +122,6 @@ def _write_text(path, text):
     return atomic_write(path, writer)
 
 
-def _save(fig, path):
-    from mdlstm_np.experiment.atomic import atomic_write
-
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=80), suffix=".png")
-
-
-def plot_curves(result, path):
-    """Loss per step (and its running mean) and the test CER at each evaluation."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = np.array([r["step"] for r in result.curve])
-    loss = np.array([r["loss"] for r in result.curve])
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
-    a.plot(steps, loss, color="0.8", lw=0.5, label="per step")
-    k = max(1, len(loss) // 100)
-    a.plot(steps[k - 1:], np.convolve(loss, np.ones(k) / k, mode="valid"), label=f"mean of {k}")
-    a.set(xlabel="step", ylabel="CTC loss per line", yscale="log", title="training loss")
-    a.legend()
-    ev = [(0, result.untrained_cer)] + [(e["step"], e["test_cer"]) for e in result.evals]
-    b.plot(*zip(*ev), "o-")
-    b.set(xlabel="step", ylabel="CER", yscale="log", title="test CER (greedy decoding)")
-    b.grid(alpha=0.3)
-    fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
-
-
-def plot_lines(result, path, n=8):
-    """The first ``n`` test lines with their true and predicted strings (red when wrong)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from mdlstm_np.data.lines import labels_to_text
-
-    test, n = result.test, min(n, len(result.test.sizes))
-    fig, axes = plt.subplots(n, 1, figsize=(6, 0.75 * n + 0.4))
-    for i, ax in enumerate(np.atleast_1d(axes)):
-        h, w = test.sizes[i]
-        true = labels_to_text(test.targets[i, :test.target_lengths[i]])
-        pred = labels_to_text(result.predictions[i])
-        ax.imshow(test.images[i, :h, :w, 0], cmap="gray_r", vmin=0, vmax=1,
-                  extent=(0, w, h, 0))
-        ax.set_xlim(0, test.sizes[:n, 1].max())
-        ax.set_anchor("W")                               # left-aligned, one pixel scale
-        ax.set_axis_off()
-        ax.text(1.01, 0.5, f"true {true}\npred {pred}", transform=ax.transAxes, va="center",
-                family="monospace", fontsize=8, color="black" if pred == true else "red")
-    fig.suptitle(f"test lines (CER {result.test_cer:.3f})", fontsize=9)
-    fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
-
-
 def profile_step(result, batches=20, batch=16):
     """Seconds per training step spent in each layer's forward and backward, averaged over
     ``batches`` minibatches of test lines: {"rnn1 forward": s, …, "total": s}. Each layer's
@@ -223,7 +167,7 @@ def profile_step(result, batches=20, batch=16):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from mdlstm_np.experiment.handwriting import train_lines
+    from mdlstm_np.experiment.handwriting import plot_curves, plot_lines, train_lines
 
     try:
         os.makedirs(args.out, exist_ok=True)

@@ -56,6 +56,21 @@ def test_digits_smoke_run_reports_test_accuracy_per_model(tmp_path):
     assert "test accuracy" in r.stdout
 
 
+@pytest.mark.skipif(not HAVE_SKLEARN, reason="needs scikit-learn, which ships the digits")
+def test_lines_smoke_run_writes_test_cer(tmp_path):
+    """--task lines: the hierarchical MDRNN with CTC; metrics.json's test_cer is in [0, 1]
+    (capped: an untrained model inserts labels, and edit distance / length can pass 1)."""
+    r = run_demo("--task", "lines", "--steps", "4", "--train", "32", "--val", "8", "--batch",
+                 "4", "--backend", "numpy", "--out", str(tmp_path), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    m = metrics(tmp_path)
+    assert m["task"] == "lines" and isinstance(m["test_cer"], float)
+    assert 0.0 <= m["test_cer"] <= 1.0 and m["test_cer"] == min(1.0, m["test_cer_uncapped"])
+    assert (tmp_path / "lines.png").stat().st_size > 0
+    assert (tmp_path / "learning_curves.png").stat().st_size > 0
+    assert "test CER" in r.stdout
+
+
 def test_diagonal3d_smoke_run(tmp_path):
     r = run_demo("--task", "diagonal3d", "--size", "3", "--model", "md_lstm_3d",
                  "--out", str(tmp_path), *TINY)

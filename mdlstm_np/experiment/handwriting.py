@@ -57,6 +57,7 @@ from ..hierarchy import BlockSubsample, CollapseVertical, FeedForwardTanh
 from ..multidir import MultiDirectionalMDLSTM
 from ..optim import Adam
 from ..validate import check_dtype_name, check_positive_int
+from .atomic import atomic_write
 
 N_CLASSES = 11           # blank 0 + digits 0 … 9 as classes 1 … 10 (``data/lines.py``)
 BLANK = 0
@@ -364,3 +365,60 @@ def train_lines(steps=None, *, epochs=None, batch=16, h1=4, f2=16, h2=24, lr=6e-
     settings["steps_done"] = step
     return LinesResult(model, params, curve, evals, cer(predictions, test_truth), untrained,
                        predictions, test, settings, seconds)
+
+
+# --------------------------------------------------------------------------- figures
+def _save(fig, path) -> str:
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=80), suffix=".png")
+
+
+def plot_curves(result, path):
+    """Loss per step (and its running mean) and the test CER at each evaluation."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = np.array([r["step"] for r in result.curve])
+    loss = np.array([r["loss"] for r in result.curve])
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
+    a.plot(steps, loss, color="0.8", lw=0.5, label="per step")
+    k = max(1, len(loss) // 100)
+    a.plot(steps[k - 1:], np.convolve(loss, np.ones(k) / k, mode="valid"), label=f"mean of {k}")
+    a.set(xlabel="step", ylabel="CTC loss per line", yscale="log", title="training loss")
+    a.legend()
+    ev = [(0, result.untrained_cer)] + [(e["step"], e["test_cer"]) for e in result.evals]
+    b.plot(*zip(*ev), "o-")
+    b.set(xlabel="step", ylabel="CER", yscale="log", title="test CER (greedy decoding)")
+    b.grid(alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+    return path
+
+
+def plot_lines(result, path, n=8):
+    """The first ``n`` test lines with their true and predicted strings (red when wrong)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..data.lines import labels_to_text
+
+    test, n = result.test, min(n, len(result.test.sizes))
+    fig, axes = plt.subplots(n, 1, figsize=(6, 0.75 * n + 0.4))
+    for i, ax in enumerate(np.atleast_1d(axes)):
+        h, w = test.sizes[i]
+        true = labels_to_text(test.targets[i, :test.target_lengths[i]])
+        pred = labels_to_text(result.predictions[i])
+        ax.imshow(test.images[i, :h, :w, 0], cmap="gray_r", vmin=0, vmax=1,
+                  extent=(0, w, h, 0))
+        ax.set_xlim(0, test.sizes[:n, 1].max())
+        ax.set_anchor("W")                               # left-aligned, one pixel scale
+        ax.set_axis_off()
+        ax.text(1.01, 0.5, f"true {true}\npred {pred}", transform=ax.transAxes, va="center",
+                family="monospace", fontsize=8, color="black" if pred == true else "red")
+    fig.suptitle(f"test lines (CER {result.test_cer:.3f})", fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+    return path
