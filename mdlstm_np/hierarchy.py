@@ -184,7 +184,7 @@ class BlockSubsample(_Layer):
         return y, BlockSubsampleCache(tuple(x.shape), tuple(xb.shape), mask)
 
     def backward(self, dy, cache: BlockSubsampleCache):
-        xp, n = self.be.xp, self.ndim
+        xp = self.be.xp
         B, C = cache.in_shape[0], cache.in_shape[-1]
         Sp = tuple(p // k for p, k in zip(cache.padded[1:-1], self.block))
         _check_grad(dy, (B,) + Sp + (math.prod(self.block) * C,))
