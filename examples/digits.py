@@ -42,7 +42,6 @@ at every cell: the last cell of the three other scans has seen only its own corn
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import sys
@@ -55,6 +54,8 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import numpy as np  # noqa: E402
+
+from mdlstm_np.experiment import cli  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -143,20 +144,13 @@ def save_plot(path: str, hists: dict):
 
 
 # --------------------------------------------------------------------------- command line
-class _Parser(argparse.ArgumentParser):
-    """argparse, but errors are one line (``digits.py: error: ...``) and exit status 2."""
-
-    def error(self, message):
-        fail(message)
-
-
 def fail(message: str, status: int = 2):
-    print(f"{PROG}: error: {message}".replace("\n", " "), file=sys.stderr)
-    sys.exit(status)
+    """One line on stderr (``PROG: error: ...``) and exit ``status`` (the shared CLI rule)."""
+    cli.fail(PROG, message, status)
 
 
 def parse_args(argv=None):
-    ap = _Parser(prog=PROG, description=__doc__.split("\n\n")[0])
+    ap = cli.OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default=",".join(MODELS),
                     help=f"comma-separated, from {', '.join(MODELS)} (default: all)")
     ap.add_argument("--readout", default="mean", choices=sorted(READOUTS))

@@ -20,7 +20,6 @@ and exits with status 2.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -31,25 +30,20 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
+from mdlstm_np.experiment import cli  # noqa: E402
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 PROG = "lines.py"
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but errors are one line and exit status 2."""
-
-    def error(self, message):
-        fail(message)
-
-
 def fail(message: str, status: int = 2):
-    print(f"{PROG}: error: {message}".replace("\n", " "), file=sys.stderr)
-    sys.exit(status)
+    """One line on stderr (``PROG: error: ...``) and exit ``status`` (the shared CLI rule)."""
+    cli.fail(PROG, message, status)
 
 
 def parse_args(argv=None):
-    p = _Parser(prog=PROG, description="Train a hierarchical MDRNN with CTC to read lines of "
+    p = cli.OneLineParser(prog=PROG, description="Train a hierarchical MDRNN with CTC to read lines of "
                                        "handwritten digits.")
     how_long = p.add_mutually_exclusive_group()
     how_long.add_argument("--steps", type=int, default=None,

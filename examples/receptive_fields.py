@@ -19,7 +19,6 @@ relevant loss at the end and how strongly p's output depends on the first one's 
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -29,6 +28,8 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
+from mdlstm_np.experiment import cli  # noqa: E402
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 PROG = "receptive_fields.py"
@@ -36,20 +37,13 @@ DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "do
                            "receptive_fields.png")
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but errors are one line and exit status 2."""
-
-    def error(self, message):
-        fail(message)
-
-
 def fail(message: str, status: int = 2):
-    print(f"{PROG}: error: {message}".replace("\n", " "), file=sys.stderr)
-    sys.exit(status)
+    """One line on stderr (``PROG: error: ...``) and exit ``status`` (the shared CLI rule)."""
+    cli.fail(PROG, message, status)
 
 
 def parse_args(argv=None):
-    p = _Parser(prog=PROG, description="Train the seed's models briefly and draw what each "
+    p = cli.OneLineParser(prog=PROG, description="Train the seed's models briefly and draw what each "
                                        "one sees (receptive fields).")
     p.add_argument("--steps", type=int, default=1000,
                    help="training steps (default: 1000, the seed's run; by 300 the snake has "
