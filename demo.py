@@ -74,7 +74,7 @@ from mdlstm_np.experiment.cli import parse_integer as integer  # noqa: E402
 PROG = "demo.py"
 RESULT_PATTERNS = ("out_*.tsv", "checkpoint_*.npz", "losses_*.png", "predictions_*.png",
                    "metrics.json", "receptive_fields.png", "gaussian_fields.png",
-                   "digits_curves.png", "learning_curves.png", "lines.png")
+                   "digits_curves.png", "digits_errors.png", "learning_curves.png", "lines.png")
 TASKS = ("diagonal", "gaussian", "digits", "diagonal3d", "lines")
 # Tests only: "SIGINT:7" sends SIGINT to this process when its 7th training step (counted over
 # all models trained by this process) is done, so an interruption lands at a known step.

@@ -53,6 +53,7 @@ def test_digits_smoke_run_reports_test_accuracy_per_model(tmp_path):
     for value in acc.values():
         assert isinstance(value, float) and 0.0 <= value <= 1.0
     assert (tmp_path / "digits_curves.png").stat().st_size > 0
+    assert (tmp_path / "digits_errors.png").stat().st_size > 0      # confusion matrix, errors
     assert "test accuracy" in r.stdout
 
 

@@ -2,6 +2,8 @@
 "before" figure does not claim a step count, loss figures state the settings, large grids are
 drawn as images."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -52,3 +54,18 @@ def test_loss_figures_state_the_settings(saved):
     plots.plot_losses({"MD_LSTM": rows}, "overall_loss", "l.png", settings=SETTINGS)
     title = saved[0].axes[0].get_title()
     assert "1000 steps" in title and "batch 2" in title and "seed 0" in title
+
+
+def test_confusion_matrix_counts_and_the_error_figure(tmp_path):
+    from mdlstm_np.experiment.plots import confusion_matrix, plot_classification
+
+    y_true = np.array([0, 1, 2, 2, 1, 0, 2])
+    y_pred = np.array([0, 2, 2, 1, 1, 0, 2])
+    cm = confusion_matrix(y_true, y_pred, 3)
+    np.testing.assert_array_equal(cm, [[2, 0, 0], [0, 1, 1], [0, 1, 2]])
+    assert cm.sum() == len(y_true) and np.trace(cm) == 5
+    with pytest.raises(ValueError, match="y_pred"):
+        confusion_matrix(y_true, y_pred[:3], 3)
+    images = np.random.default_rng(0).random((7, 8, 8, 1))
+    path = plot_classification(images, y_true, y_pred, str(tmp_path / "e.png"), classes=3)
+    assert os.path.getsize(path) > 0 and os.listdir(tmp_path) == ["e.png"]

@@ -46,7 +46,8 @@ TASK_MODELS = {
 }
 TASK_FILES = {
     "gaussian": "gaussian_fields.png  (example fields, validation MSE per epoch, final MSE)",
-    "digits": "digits_curves.png    (training loss, test accuracy per epoch)",
+    "digits": "digits_curves.png    (training loss, test accuracy per epoch), digits_errors.png "
+              "(confusion matrix, misclassified test digits)",
     "diagonal3d": "losses_3d.png        (training and validation MSE per epoch)",
     "lines": "learning_curves.png, lines.png (test lines with true and predicted strings)",
 }
@@ -124,7 +125,7 @@ def digits_model(name, hidden, be, dtype):
 
 def run_digits(s, names, out, be):
     from ..data.digits import load_digits, random_shift
-    from .plots import plot_histories
+    from .plots import plot_classification, plot_histories
 
     data = load_digits(s["dtype"])
     x, y = data.x_train[:s["train"]], data.y_train[:s["train"]]
@@ -145,6 +146,11 @@ def run_digits(s, names, out, be):
                                    "seconds": sum(h["seconds"])}
         if h.stopped:
             return metrics, written, True
+        if name == names[0]:  # the first model's confusion matrix and misclassified digits
+            pred = np.argmax(h.predict(xt), axis=-1)
+            written.append(plot_classification(
+                xt, yt, pred, os.path.join(out, "digits_errors.png"),
+                title=f"{name} on the test half: accuracy {np.mean(pred == yt):.4f}"))
     path = os.path.join(out, "digits_curves.png")
     written.append(plot_histories(histories, path, settings=s, task="digits",
                                   val_label="test"))

@@ -221,3 +221,44 @@ def plot_gaussian_fields(examples: dict, histories: dict, metrics: dict, path: s
                             suffix=".png")
     finally:
         plt.close(fig)
+
+
+def confusion_matrix(y_true, y_pred, classes: int) -> np.ndarray:
+    """(classes, classes) int64 counts: row = true class, column = predicted class."""
+    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    if y_true.shape != y_pred.shape or y_true.ndim != 1:
+        raise ValueError(f"y_pred: expected the shape of y_true {y_true.shape}, got "
+                         f"{y_pred.shape}")
+    counts = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(counts, (y_true, y_pred), 1)
+    return counts
+
+
+def plot_classification(images, y_true, y_pred, path: str, *, classes: int = 10,
+                        title: str = "", max_errors: int = 24) -> str:
+    """The confusion matrix (counts, row = true class) beside up to ``max_errors`` misclassified
+    test images, each titled "true→predicted". images (N, H, W, 1) in [0, 1]; labels (N,)."""
+    cm = confusion_matrix(y_true, y_pred, classes)
+    wrong = np.flatnonzero(np.asarray(y_true) != np.asarray(y_pred))[:max_errors]
+    cols = 6
+    rows = max(1, -(-len(wrong) // cols))
+    fig = plt.figure(figsize=(11, max(4.2, 1.2 * rows + 0.8)))
+    grid = fig.add_gridspec(rows, 1 + cols, width_ratios=[cols * 0.9] + [1] * cols)
+    ax = fig.add_subplot(grid[:, 0])
+    im = ax.imshow(cm, cmap="Blues")
+    for (i, j), n in np.ndenumerate(cm):
+        if n:
+            ax.text(j, i, str(n), ha="center", va="center", fontsize=7,
+                    color="white" if n > cm.max() / 2 else "black")
+    ax.set(xlabel="predicted", ylabel="true", xticks=range(classes), yticks=range(classes),
+           title=f"confusion matrix ({len(y_true) - int(np.trace(cm))} of {len(y_true)} wrong)")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    for k, idx in enumerate(wrong):
+        a = fig.add_subplot(grid[k // cols, 1 + k % cols])
+        a.imshow(np.asarray(images)[idx, ..., 0], cmap="gray_r", vmin=0, vmax=1)
+        a.set_title(f"{int(y_true[idx])}→{int(y_pred[idx])}", fontsize=8, color="red")
+        a.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
