@@ -44,7 +44,7 @@ from ..losses import mse
 from ..optim import Adam
 from ..readout import softmax_cross_entropy
 from .checkpoint import CheckpointError, check_matches, load_checkpoint, save_checkpoint
-from .train import TrainingDiverged, _check_lr, _nonfinite_culprit, diverged_from
+from .train import _check_lr, check_step_finite, diverged_from
 
 LOSSES = ("auto", "mse", "cross_entropy")
 SCHEDULES = ("constant", "cosine")
@@ -278,7 +278,7 @@ def fit(model, X, Y, *, loss="auto", epochs: int = 10, batch: int = 32, lr: floa
     if augment is not None and not callable(augment):
         raise TypeError(f"augment: expected a callable (x, rng) -> x, got {augment!r}")
 
-    be, xp = model.be, model.be.xp
+    be = model.be
     name = getattr(model, "name", type(model).__name__)
     settings = _settings(model, X, Y, loss_name=loss_name, batch=batch, lr=lr,
                          lr_schedule=lr_schedule, seed=seed, epochs=epochs, sizes=sizes)
@@ -335,17 +335,9 @@ def fit(model, X, Y, *, loss="auto", epochs: int = 10, batch: int = 32, lr: floa
                     _, grads = model.backward(dy, cache)
                 except (FloatingPointError, ValueError) as e:     # the layers' own checks
                     raise diverged_from(e, name, step, params, rows, initial) from None
-                probe = L * 0
-                for g in grads.values():
-                    probe = probe + xp.sum(g * 0)             # NaN iff something is not finite
-                if not be.all_finite(probe):
-                    culprit = _nonfinite_culprit(be, L, grads)
-                    what = "the loss" if culprit == "loss" else f"the gradient of {culprit!r}"
-                    raise TrainingDiverged(
-                        f"{name}: {what} is not finite (NaN or inf) at epoch {epoch + 1}, step "
-                        f"{step}; stopped before applying it, keeping the parameters of the "
-                        f"last good step", step=step, name=culprit, params=params, rows=rows,
-                        initial_params=initial)
+                check_step_finite(be, L, grads, name=name,
+                                  where=f"epoch {epoch + 1}, step {step}", step=step,
+                                  params=params, rows=rows, initial=initial)
                 if lr_schedule == "cosine":
                     opt.lr = lr * 0.5 * (1.0 + math.cos(math.pi * step / total))  # a Python float:
                     # a numpy float64 would promote float32 parameters (NEP 50)
