@@ -185,6 +185,20 @@ def activation_weights(layout, dtype) -> np.ndarray:
     return w
 
 
+def rows_mask_and_gates(zx, mask):
+    """What both jitted sweeps read: the mask as one value per (cell, sample) row, (N·B,) (ones
+    without sizes), and zx (N, B, G) as a writable C-contiguous array. zx is consumed: the
+    kernels overwrite it with the gate activations (the layer builds zx for the sweep and keeps
+    only the sweep's cache, so no (N, B, G) copy is needed)."""
+    N, B, _ = zx.shape
+    m = (np.ones(N * B, dtype=zx.dtype) if mask is None
+         else np.ascontiguousarray(mask, dtype=zx.dtype).reshape(N * B))
+    act = np.ascontiguousarray(zx)
+    if not act.flags.writeable:
+        act = act.copy()
+    return m, act
+
+
 class NumbaGravesSweep:
     """The sweep contract (``mdlstm_np/sweep.py``) for Graves' cell, in two jitted kernels."""
 
@@ -203,13 +217,7 @@ class NumbaGravesSweep:
         N, B, G = zx.shape
         H = h.shape[2]
         dt = zx.dtype
-        m = (np.ones(N * B, dtype=dt) if mask is None
-             else np.ascontiguousarray(mask, dtype=dt).reshape(N * B))
-        # zx is consumed: the kernel overwrites it with the gate activations (the layer builds
-        # zx for the sweep and keeps only the sweep's cache, so no (N, B, G) copy is needed).
-        act = np.ascontiguousarray(zx)
-        if not act.flags.writeable:
-            act = act.copy()
+        m, act = rows_mask_and_gates(zx, mask)
         tanh_c = np.empty((N, B, H), dtype=dt)
         # the kernel sees (cell, sample) rows: (N, B, F) -> (N·B, F), views of the same memory
         args = (act.reshape(N * B, G), np.ascontiguousarray(params["U"]),
@@ -313,11 +321,7 @@ class NumbaCellSweep:
         H = h.shape[2]
         n = kp.pred_all.shape[0]
         dt = zx.dtype
-        m = (np.ones(N * B, dtype=dt) if mask is None
-             else np.ascontiguousarray(mask, dtype=dt).reshape(N * B))
-        act = np.ascontiguousarray(zx)
-        if not act.flags.writeable:
-            act = act.copy()
+        m, act = rows_mask_and_gates(zx, mask)
         nx, ns = self.k.aux(n)
         X = np.empty((N * B, nx, H), dtype=dt)
         Sc = np.empty((N * B, ns), dtype=dt)
