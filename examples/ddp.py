@@ -31,13 +31,15 @@ torch.distributed.run sets OMP_NUM_THREADS=1 for its processes; for one process 
 machine set it yourself (with --ln fixed: ~7-12 ms per step with it, ~40-60 ms without).
 --save PATH writes the final state_dict, the losses and the step times
 and the run's record under "config" (settings, world size, versions, command line) with
-``torch.save``; an existing PATH is replaced only with --overwrite.
+``torch.save``, atomically (a temporary file, then a rename); an existing PATH is replaced
+only with --overwrite. Every rank waits for that save before it tears its process group down.
 Before step 1: bad arguments, a --save folder that cannot be written or has no room, and a
 step that cannot fit in memory are each one line on stderr, exit status 2.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import time
@@ -46,6 +48,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from mdlstm_np.experiment.atomic import atomic_write
 from mdlstm_np.experiment.cli import MAX_STEPS, OneLineParser, integer, number
 from mdlstm_np.experiment.cli import fail as _fail
 from mdlstm_np.torch import MDLSTM
@@ -148,6 +151,13 @@ def global_batch(seed: int, step: int, batch: int, size: int):
     return x, np.roll(x, -1, axis=2)
 
 
+def save_to(obj, path):
+    """``torch.save`` through an open file: given a path, torch names the archive's inner folder
+    after the file, which a temporary name (".tmp_…") makes invalid."""
+    with open(path, "wb") as f:
+        torch.save(obj, f)
+
+
 class Net(torch.nn.Module):
     """x (B, S, S, 1) -> MD-LSTM (B, S, S, H) -> σ(h V + a) (B, S, S, 1): the seed's MD_LSTM."""
 
@@ -176,6 +186,7 @@ def main(argv=None):
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     rank = dist.get_rank() if distributed else 0
     world = dist.get_world_size() if distributed else 1
+    model = net = opt = None
     try:
         if args.batch % world:
             fail(f"--batch: expected a multiple of the {world} processes, got {args.batch}")
@@ -223,11 +234,27 @@ def main(argv=None):
             q1, med, q3 = np.percentile(timed, [25, 50, 75])
             print(f"step time: median {med:.2f} ms (IQR {q1:.2f}-{q3:.2f}) over {timed.size} "
                   f"steps", flush=True)
-            if args.save:
-                torch.save({"state_dict": net.state_dict(), "losses": losses, "times": times,
-                            "world": world, "config": config}, args.save)
+            if args.save:  # atomic: an interrupted save leaves the old file or none
+                result = {"state_dict": net.state_dict(), "losses": losses, "times": times,
+                          "world": world, "config": config}
+                atomic_write(args.save, lambda tmp: save_to(result, tmp))
+        if distributed:
+            # No rank leaves while rank 0 is still saving: a rank that exits early closes its
+            # connections, and the launcher stops the others when one ends.
+            dist.barrier()
     finally:
         if distributed:
+            # Tear the process group down while the interpreter is fully alive.
+            # destroy_process_group only drops torch.distributed's own references; DDP's
+            # reducer (inside the wrapped model) keeps the gloo group and its worker threads
+            # until it is garbage-collected. Left to interpreter shutdown, those threads can be
+            # destroyed after Python is half torn down, and a rank aborts ("terminate called
+            # without an active exception", SIGABRT) after a run that succeeded. So the
+            # holders are dropped and collected first, then the group is destroyed. The
+            # all-reduced tensors (mean_loss) stay alive until then: a gloo worker that drops
+            # the last reference to a tensor with a Python object must take the GIL.
+            model = net = opt = None
+            gc.collect()
             dist.destroy_process_group()
     return 0
 
