@@ -18,9 +18,9 @@ Tasks (``--task``, default diagonal):
                  HORIZONTAL_SD_LSTM, SNAKE_SD_LSTM, mean-pooling read-out, softmax
     diagonal3d   MD_LSTM_3D against MD_LSTM_2D_SLICES on the volumetric random diagonal
 The last three train with ``mdlstm_np.fit`` (epochs over a fixed data set: --epochs, --train,
---val; --steps, --ln and --resume are the diagonal task's only); ``experiment/demotasks.py``.
+--val; --steps and --ln are the diagonal task's only); ``experiment/demotasks.py``.
 They write config.json, metrics.json, checkpoint_<task>_<MODEL>.npz (every
---checkpoint-every epochs) and one figure (gaussian_fields.png, digits_curves.png,
+--checkpoint-every epochs, default 1; --resume continues them epoch by epoch) and one figure (gaussian_fields.png, digits_curves.png,
 losses_3d.png). metrics.json for digits holds "test_accuracy": {model: accuracy in [0, 1]}.
 
 Writes to --out (default demo_out/), one run per folder (the diagonal task):
@@ -79,6 +79,7 @@ TASKS = ("diagonal", "gaussian", "digits", "diagonal3d", "lines")
 # Tests only: "SIGINT:7" sends SIGINT to this process when its 7th training step (counted over
 # all models trained by this process) is done, so an interruption lands at a known step.
 SIGNAL_HOOK = "MDLSTM_NP_DEMO_SIGNAL_AT"
+FIT_CHECKPOINT_EVERY = 1   # the epoch tasks' default --checkpoint-every, in epochs
 
 
 class _Parser(OneLineParser):
@@ -134,9 +135,11 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
                         "(fixed, default), the seed's exact LN cell (seed), or Graves' plain "
                         "cell (off: the one the numba/cupy hot loops accelerate)")
     p.add_argument("--checkpoint-every", type=integer, default=d(100), metavar="N",
-                   help="save a checkpoint every N steps, and at the end (default: 100)")
+                   help="save a checkpoint every N steps, and at the end (default: 100; "
+                        "the epoch tasks: every N epochs, default 1)")
     p.add_argument("--resume", metavar="DIR", default=d(None),
-                   help="continue the run recorded in DIR (its config.json) to its steps")
+                   help="continue the run recorded in DIR (its config.json) to its steps "
+                        "or epochs, with its settings (any task but lines)")
     p.add_argument("--overwrite", action="store_true", default=d(False),
                    help="replace the results of another run in --out")
     p.add_argument("--no-progress", action="store_true", default=d(False),
@@ -269,9 +272,25 @@ def main(argv=None) -> int:
             signal.signal(sig, handler)
 
 
+def _recorded_task(folder: str) -> str:
+    """The task of the run recorded in ``folder`` (--resume): one line, exit 2, when there is
+    no readable demo.py record there."""
+    from mdlstm_np.experiment.runrecord import OutputError, read_config
+
+    try:
+        config = read_config(folder)
+    except OutputError as e:
+        fail(str(e))
+    task = config.get("task", "diagonal")   # the diagonal task's record predates the key
+    if task not in TASKS or config.get("program", PROG) != PROG:
+        fail(f"resume: {os.path.join(folder, 'config.json')} is not a demo.py record")
+    return task
+
+
 def _main(args, given, stop) -> int:
-    if args.task != "diagonal":
-        return _main_fit_task(args, given, stop)
+    task = _recorded_task(args.resume) if args.resume is not None else args.task
+    if task != "diagonal":
+        return _main_fit_task(args, given, stop, task)
     for flag in ("epochs", "train", "val"):
         if flag in given:
             fail(f"{flag}: only for the tasks trained by epochs (gaussian, digits, diagonal3d); "
@@ -476,24 +495,46 @@ def write_metrics(out: str, metrics: dict) -> str:
     return atomic_write(os.path.join(out, "metrics.json"), writer, suffix=".json")
 
 
-def _main_fit_task(args, given, stop) -> int:
-    """--task gaussian | digits | diagonal3d: settings, output folder, ``demotasks.RUNNERS``."""
+def _main_fit_task(args, given, stop, task) -> int:
+    """--task gaussian | digits | diagonal3d | lines (or --resume of such a run): settings,
+    output folder, ``demotasks.RUNNERS``."""
     from mdlstm_np.backends import get_backend
+    from mdlstm_np.experiment.checkpoint import CheckpointError
     from mdlstm_np.experiment.demotasks import RUNNERS, TASK_DEFAULTS, TASK_MODELS
     from mdlstm_np.experiment.runrecord import (OutputError, command_line, prepare_output,
-                                               versions, write_config)
+                                               read_config, versions, write_config)
     from mdlstm_np.validate import check_positive_int
 
-    task = args.task
-    for flag in ("ln", "resume") + (("steps",) if task != "lines" else ()):
-        if flag in given:
-            fail(f"{flag}: only for the diagonal task; --task {task} trains for --epochs with "
-                 f"mdlstm_np.fit")
-    s = dict(TASK_DEFAULTS[task])
-    s.update({k: getattr(args, k) for k in ("size", "batch", "hidden", "lr", "epochs", "train",
-                                             "val", "steps") if k in given})
-    s.update(seed=args.seed, dtype=args.dtype, checkpoint_every=args.checkpoint_every,
-             backend=args.backend, task=task)
+    resume = args.resume is not None
+    if resume:                               # the recorded run's settings, nothing else
+        extra = sorted(given - {"resume", "no_progress"})
+        if extra:
+            fail(f"resume: --{extra[0].replace('_', '-')} cannot be combined with --resume "
+                 f"(the run's settings are in {os.path.join(args.resume, 'config.json')})")
+        if task == "lines":
+            fail(f"resume: --task lines keeps no checkpoints; start it again with --out "
+                 f"{args.resume} --overwrite")
+        config = read_config(args.resume)
+        try:
+            s = {k: config["settings"][k] for k in (*TASK_DEFAULTS[task], "seed", "dtype",
+                                                     "checkpoint_every", "backend")}
+            recorded = list(config["settings"]["models"])
+        except (KeyError, TypeError):
+            fail(f"resume: {os.path.join(args.resume, 'config.json')} is not a demo.py record")
+        s["task"] = task
+        out = args.resume
+    else:
+        for flag in ("ln",) + (("steps",) if task != "lines" else ()):
+            if flag in given:
+                fail(f"{flag}: only for the diagonal task; --task {task} trains for --epochs "
+                     f"with mdlstm_np.fit")
+        s = dict(TASK_DEFAULTS[task])
+        s.update({k: getattr(args, k) for k in ("size", "batch", "hidden", "lr", "epochs",
+                                                 "train", "val", "steps") if k in given})
+        s.update(seed=args.seed, dtype=args.dtype, backend=args.backend, task=task,
+                 checkpoint_every=args.checkpoint_every if "checkpoint_every" in given
+                 else FIT_CHECKPOINT_EVERY)
+        out = args.out
     try:
         bounds = [("epochs", 1), ("size", 3), ("batch", 1), ("hidden", 1), ("train", 1),
                   ("val", 1), ("checkpoint_every", 1)] + ([("steps", 1)] if task == "lines"
@@ -510,7 +551,12 @@ def _main_fit_task(args, given, stop) -> int:
         fail(str(e))
     models = TASK_MODELS[task]
     wanted = args.model.upper()
-    if wanted == "ALL":
+    if resume:
+        names = recorded
+        if not names or any(n not in models for n in names):
+            fail(f"resume: {os.path.join(out, 'config.json')} names models {names!r}, expected "
+                 f"some of {', '.join(models)}")
+    elif wanted == "ALL":
         names = list(models)
     elif wanted in models:
         names = [wanted]
@@ -527,20 +573,39 @@ def _main_fit_task(args, given, stop) -> int:
         fail(f"backend: {s['backend']!r} is not usable here ({type(e).__name__}: {e})")
     s["backend"] = be.name
     print(f"task: {task}, backend: {be.name}, dtype: {s['dtype']}, models: {', '.join(names)}")
+    if resume:                               # every checkpoint must load before anything runs
+        for name in names:
+            path = os.path.join(out, f"checkpoint_{task}_{name}.npz")
+            paths = [path] if task != "gaussian" else [
+                os.path.join(out, f"checkpoint_gaussian_{kind}_{name}.npz")
+                for kind in ("isotropic", "anisotropic")]
+            for path in paths:
+                if os.path.exists(path):
+                    try:
+                        check_recorded_checkpoint(path, name)
+                    except CheckpointError as e:
+                        fail(str(e))
     try:
-        prepare_output(args.out, patterns=RESULT_PATTERNS, overwrite=args.overwrite,
-                       need_bytes=5_000_000, flag="out", can_resume=False)
+        prepare_output(out, patterns=RESULT_PATTERNS, overwrite=args.overwrite, resume=resume,
+                       need_bytes=5_000_000, flag="resume" if resume else "out",
+                       can_resume=task != "lines")
     except OutputError as e:
         fail(str(e))
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    written = [write_config(args.out, {
-        "program": PROG, "command": command_line(os.path.abspath(__file__), args.argv),
-        "cwd": os.getcwd(), "started": now, "task": task, "settings": dict(s, models=names),
-        "seed": s["seed"], "backend": be.name, "versions": versions()})]
-    run_s = dict(s, progress=not args.no_progress, should_stop=stop.should_stop)
+    command = command_line(os.path.abspath(__file__), args.argv)
+    if resume:
+        config.setdefault("resumed", []).append({"at": now, "command": command})
+    else:
+        config = {"program": PROG, "command": command, "cwd": os.getcwd(), "started": now,
+                  "task": task, "settings": dict(s, models=names), "seed": s["seed"],
+                  "backend": be.name, "versions": versions(), "resumed": []}
+    written = [write_config(out, config)]
+    run_s = dict(s, progress=not args.no_progress, should_stop=stop.should_stop, resume=resume)
     t0 = time.perf_counter()
     try:
-        metrics, files, stopped = RUNNERS[task](run_s, names, args.out, be)
+        metrics, files, stopped = RUNNERS[task](run_s, names, out, be)
+    except CheckpointError as e:                 # a checkpoint of other settings (--resume)
+        fail(str(e))
     except Exception as e:                       # TrainingDiverged, NonFiniteError, ...
         from mdlstm_np.experiment.train import TrainingDiverged
 
@@ -551,17 +616,30 @@ def _main_fit_task(args, given, stop) -> int:
         return 1
     metrics = {"task": task, "settings": s, "seconds": time.perf_counter() - t0,
                "stopped": bool(stopped), **metrics}
-    written += files + [write_metrics(args.out, metrics)]
+    written += files + [write_metrics(out, metrics)]
     if stopped and stop.signum is not None:
         print(f"{PROG}: stopped by {signal.Signals(stop.signum).name}; the checkpoints and "
-              f"metrics so far are in {os.path.abspath(args.out)}", file=sys.stderr)
+              f"metrics so far are in {os.path.abspath(out)}; continue with: python {PROG} "
+              f"--resume {out}", file=sys.stderr)
         return 128 + stop.signum
     print()
     print(fit_summary(task, metrics))
-    print(f"\nwrote {len(written)} files to {os.path.abspath(args.out)}:")
+    print(f"\nwrote {len(written)} files to {os.path.abspath(out)}:")
     for path in dict.fromkeys(written):
         print(f"  {os.path.basename(path)}")
     return 0
+
+
+def check_recorded_checkpoint(path: str, name: str) -> None:
+    """A --resume of an epoch task: the checkpoint at ``path`` loads (not truncated or
+    corrupted) and belongs to model ``name``; else CheckpointError (one line). Its settings,
+    shapes and dtype are checked against the model when ``fit`` resumes it."""
+    from mdlstm_np.experiment.checkpoint import CheckpointError, load_checkpoint
+
+    held = load_checkpoint(path).meta.get("model")
+    if held != name:
+        raise CheckpointError(f"checkpoint {path}: holds model {held!r}, this run trains "
+                              f"{name!r}")
 
 
 def fit_summary(task: str, metrics: dict) -> str:

@@ -4,6 +4,7 @@ numpy); the interruption lands at a known step through demo.py's test hook (SIGN
 process signals itself when its k-th step is done), except in the SIGTERM test, which sends a
 real signal from outside while the run is going."""
 
+import json
 import os
 import signal
 import subprocess
@@ -121,3 +122,57 @@ def test_kill_9_loses_at_most_one_interval_and_leaves_no_temporary_files(uninter
     assert rc == 0, err
     assert loss_columns(out / "out_MD_LSTM.tsv") == loss_columns(uninterrupted / "out_MD_LSTM.tsv")
     assert temporaries(out) == []
+
+
+# --------------------------------------------------------------------------- the epoch tasks
+FIT_TINY = ["--task", "gaussian", "--epochs", "3", "--train", "16", "--val", "8", "--size", "5",
+            "--hidden", "3", "--batch", "4", "--backend", "numpy", "--no-progress"]
+
+
+def epoch_rows(path):
+    """A fit checkpoint's per-epoch history without the wall times."""
+    return [{k: v for k, v in row.items() if k != "seconds"}
+            for row in load_checkpoint(str(path)).meta["history"]]
+
+
+def test_an_epoch_task_interrupted_then_resumed_equals_an_uninterrupted_run(tmp_path):
+    """Fault: --resume was refused for the tasks trained by epochs (fit), so an interrupted
+    gaussian/digits/diagonal3d run could only start again."""
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    rc, _, err = run_demo(*FIT_TINY, "--out", str(whole))
+    assert rc == 0, err
+    # fit asks after every epoch but a model's last: the 5th question is SNAKE_SD_LSTM's first
+    rc, _, err = run_demo(*FIT_TINY, "--out", str(cut), signal_at="SIGINT:5")
+    assert rc == 130, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "SIGINT" in lines[0] and f"--resume {cut}" in lines[0]
+    assert not (cut / "checkpoint_gaussian_anisotropic_MD_LSTM.npz").exists()
+    assert load_checkpoint(str(cut / "checkpoint_gaussian_isotropic_SNAKE_SD_LSTM.npz")).step == 1
+
+    rc, stdout, err = run_demo("--resume", str(cut), "--no-progress")
+    assert rc == 0, err
+    assert "SNAKE_SD_LSTM" in stdout                        # the summary table
+    for path in sorted(whole.glob("checkpoint_*.npz")):
+        assert epoch_rows(cut / path.name) == epoch_rows(path), path.name   # bit for bit
+    a, b = (json.loads((d / "metrics.json").read_text()) for d in (whole, cut))
+    for kind in ("isotropic", "anisotropic"):
+        for name, m in a[kind]["models"].items():
+            assert b[kind]["models"][name]["val_mse"] == m["val_mse"]
+            assert b[kind]["models"][name]["val_mse_interior"] == m["val_mse_interior"]
+    config = json.loads((cut / "config.json").read_text())
+    assert len(config["resumed"]) == 1 and "--resume" in config["resumed"][0]["command"]
+    assert temporaries(cut) == []
+
+
+def test_resuming_an_epoch_task_refuses_new_settings_and_bad_checkpoints(tmp_path):
+    out = tmp_path / "run"
+    rc, _, err = run_demo(*FIT_TINY, "--model", "md_lstm", "--epochs", "1", "--out", str(out))
+    assert rc == 0, err
+    rc, _, err = run_demo("--resume", str(out), "--epochs", "9")
+    assert rc == 2 and err.count("\n") == 1 and "--epochs cannot be combined with --resume" in err
+    ckpt = out / "checkpoint_gaussian_isotropic_MD_LSTM.npz"
+    ckpt.write_bytes(ckpt.read_bytes()[:100])                # truncated
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    rc, _, err = run_demo("--resume", str(out), "--no-progress")
+    assert rc == 2 and err.count("\n") == 1 and "truncated" in err and "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before   # nothing changed

@@ -55,9 +55,11 @@ DIGIT_SHIFT = 2          # training images are shifted by up to 2 pixels each ti
 
 
 def _ckpt(out, task, name, s):
+    """Model ``name``'s checkpoint in ``out`` and fit's keywords for it (``resume``: the demo's
+    --resume: continue from the checkpoint where there is one)."""
     return os.path.join(out, f"checkpoint_{task}_{name}.npz"), dict(
         checkpoint_every=s["checkpoint_every"], progress=s["progress"],
-        should_stop=s.get("should_stop"))
+        should_stop=s.get("should_stop"), resume=bool(s.get("resume")))
 
 
 # --------------------------------------------------------------------------- gaussian
