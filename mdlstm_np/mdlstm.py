@@ -268,7 +268,9 @@ class MDLSTM:
                                    grads=grads, want_state=cache.has_state, mask=cache.mask,
                                    x_w=cache.x_w)  # 1b', 5', 4'-2'.
         if res.fused is not None:  # 1a' done by the sweep while dz was in cache
-            grads.update(W=res.fused.W, U=res.fused.U, b=res.fused.b)
+            grads.update(W=res.fused.W, U=res.fused.U)
+            if res.fused.b is not None:
+                grads["b"] = res.fused.b
             dx_w = res.fused.dx_w
         else:  # 1a'. whole-grid weight gradients
             dZ2 = xp.reshape(res.dZ, (N * B, G))

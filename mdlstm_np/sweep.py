@@ -90,7 +90,7 @@ class FusedWeightGrads(NamedTuple):
 
     W: Any      # (C, G)  = Σ_cells x_wᵀ dz
     U: Any      # (n·H, G) = Σ_cells [h(p⁻_1) | … | h(p⁻_n)]ᵀ dz
-    b: Any      # (G,)    = Σ_cells dz
+    b: Any      # (G,)    = Σ_cells dz, or None: the layer has no b (the layer-norm cells)
     dx_w: Any   # (N, B, C) = dZ Wᵀ, wavefront order
 
 

@@ -289,8 +289,8 @@ class NumbaCellSweep:
 
     A cell with parameters of its own runs as one batch chunk (its gradient accumulators are
     shared); the others may run as batch chunks on threads like the Graves sweep. Step 1a'
-    is fused into the backward for layers with a bias b (the layer-norm cells have none, and
-    ``MDLSTM.backward`` stores every field of ``FusedWeightGrads``, b included)."""
+    is fused into the backward (for the layer-norm cells, which have no bias b, without db:
+    ``FusedWeightGrads.b`` is then None)."""
 
     supports_mask = True
 
@@ -346,15 +346,15 @@ class NumbaCellSweep:
         dc0 = np.zeros((B, H), dtype=dt)
         P = self._params(cell, params, dt)
         dP = tuple(np.zeros(P[i].shape) for i in range(len(self.k.params))) or (np.zeros(0),)
-        fuse = bool(x_w is not None and "b" in params
-                and (bool(self.k.params) or be.chunks(N, B, G) == 1))
+        fuse = bool(x_w is not None and (bool(self.k.params) or be.chunks(N, B, G) == 1))
+        has_b = "b" in params
         C = x_w.shape[2] if fuse else 0
         xw = (np.ascontiguousarray(x_w, dtype=dt).reshape(N * B, C) if fuse
               else np.empty((0, 0), dtype=dt))
         WT = np.ascontiguousarray(params["W"].T) if fuse else np.empty((0, 0), dtype=dt)
         gU = np.zeros((n * H if fuse else 0, G))  # float64 accumulators
         gW = np.zeros((C, G))
-        gb = np.zeros(G if fuse else 0)
+        gb = np.zeros(G if fuse and has_b else 0)  # length 0: no db (the driver skips it)
         dx_w = np.empty((N, B, C) if fuse else (0, 0, 0), dtype=dt)
         args = (np.ascontiguousarray(dout_w).reshape(N * B, H),
                 np.ascontiguousarray(params["U"].T), cache.h.reshape((N + 1) * B, H),
@@ -370,6 +370,7 @@ class NumbaCellSweep:
             dh0 = dc0 = None
         fused = None
         if fuse:  # 1a' done in the kernel
-            fused = FusedWeightGrads(W=gW.astype(dt), U=gU.astype(dt), b=gb.astype(dt),
+            fused = FusedWeightGrads(W=gW.astype(dt), U=gU.astype(dt),
+                                     b=gb.astype(dt) if has_b else None,
                                      dx_w=dx_w)
         return SweepResult(dZ, dh0, dc0, fused)
