@@ -79,7 +79,7 @@ TASKS = ("diagonal", "gaussian", "digits", "diagonal3d", "lines")
 # Tests only: "SIGINT:7" sends SIGINT to this process when its 7th training step (counted over
 # all models trained by this process) is done, so an interruption lands at a known step.
 SIGNAL_HOOK = "MDLSTM_NP_DEMO_SIGNAL_AT"
-FIT_CHECKPOINT_EVERY = 1   # the epoch tasks' default --checkpoint-every, in epochs
+FIT_CHECKPOINT_EVERY = 1   # the epoch tasks' default --checkpoint-every, in epochs (lines: steps)
 
 
 class _Parser(OneLineParser):
@@ -136,10 +136,10 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
                         "cell (off: the one the numba/cupy hot loops accelerate)")
     p.add_argument("--checkpoint-every", type=integer, default=d(100), metavar="N",
                    help="save a checkpoint every N steps, and at the end (default: 100; "
-                        "the epoch tasks: every N epochs, default 1)")
+                        "gaussian, digits, diagonal3d: every N epochs, default 1)")
     p.add_argument("--resume", metavar="DIR", default=d(None),
                    help="continue the run recorded in DIR (its config.json) to its steps "
-                        "or epochs, with its settings (any task but lines)")
+                        "or epochs, with its settings (any task)")
     p.add_argument("--overwrite", action="store_true", default=d(False),
                    help="replace the results of another run in --out")
     p.add_argument("--no-progress", action="store_true", default=d(False),
@@ -511,9 +511,6 @@ def _main_fit_task(args, given, stop, task) -> int:
         if extra:
             fail(f"resume: --{extra[0].replace('_', '-')} cannot be combined with --resume "
                  f"(the run's settings are in {os.path.join(args.resume, 'config.json')})")
-        if task == "lines":
-            fail(f"resume: --task lines keeps no checkpoints; start it again with --out "
-                 f"{args.resume} --overwrite")
         config = read_config(args.resume)
         try:
             s = {k: config["settings"][k] for k in (*TASK_DEFAULTS[task], "seed", "dtype",
@@ -533,7 +530,7 @@ def _main_fit_task(args, given, stop, task) -> int:
                                                  "train", "val", "steps") if k in given})
         s.update(seed=args.seed, dtype=args.dtype, backend=args.backend, task=task,
                  checkpoint_every=args.checkpoint_every if "checkpoint_every" in given
-                 else FIT_CHECKPOINT_EVERY)
+                 else args.checkpoint_every if task == "lines" else FIT_CHECKPOINT_EVERY)
         out = args.out
     try:
         bounds = [("epochs", 1), ("size", 3), ("batch", 1), ("hidden", 1), ("train", 1),
@@ -587,8 +584,7 @@ def _main_fit_task(args, given, stop, task) -> int:
                         fail(str(e))
     try:
         prepare_output(out, patterns=RESULT_PATTERNS, overwrite=args.overwrite, resume=resume,
-                       need_bytes=5_000_000, flag="resume" if resume else "out",
-                       can_resume=task != "lines")
+                       need_bytes=5_000_000, flag="resume" if resume else "out")
     except OutputError as e:
         fail(str(e))
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

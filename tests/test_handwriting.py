@@ -123,6 +123,32 @@ def test_short_training_run_halves_the_test_cer():
           f"{time.perf_counter() - t0:.1f} s")
 
 
+@pytest.mark.parametrize("cut", [3, 6, 11])   # inside an epoch, at its end, after the decay
+def test_an_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, cut):
+    """Fault: a lines run (the longest demo task) kept no checkpoint, so an interruption lost
+    it. Epochs of 3 batches, new training lines every epoch (refresh=1), α/10 from step 7:
+    every loss, test CER and parameter after the resume equals an uninterrupted run's."""
+    pytest.importorskip("sklearn")
+    kw = dict(steps=12, batch=4, n_train=10, n_test=4, h1=2, f2=4, h2=3, eval_every=4,
+              refresh=1, decay_at=0.5, backend="numpy", dtype="float64", progress=False,
+              checkpoint_every=5)
+    full = train_lines(**kw)
+    path = str(tmp_path / "lines.npz")
+    part = train_lines(checkpoint=path, should_stop=lambda done: done == cut, **kw)
+    assert part.stopped and part.settings["steps_done"] == cut
+    res = train_lines(checkpoint=path, resume=True, **kw)
+    assert not res.stopped and res.settings["steps_done"] == 12
+    assert [r["loss"] for r in res.curve] == [r["loss"] for r in full.curve]
+    assert [e["test_cer"] for e in res.evals] == [e["test_cer"] for e in full.evals]
+    assert res.settings["decayed_at_step"] == full.settings["decayed_at_step"]
+    for k, v in full.params.items():
+        np.testing.assert_array_equal(res.params[k], v)
+    with pytest.raises(ValueError, match="h2 = 3"):            # another run's checkpoint
+        train_lines(checkpoint=path, resume=True, **{**kw, "h2": 4})
+    with pytest.raises(ValueError, match="resume: needs checkpoint"):
+        train_lines(resume=True, **kw)
+
+
 # --------------------------------------------------------------------------- the example
 def run_example(*args):
     env = dict(os.environ, PYTHONPATH=ROOT)

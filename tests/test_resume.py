@@ -176,3 +176,25 @@ def test_resuming_an_epoch_task_refuses_new_settings_and_bad_checkpoints(tmp_pat
     rc, _, err = run_demo("--resume", str(out), "--no-progress")
     assert rc == 2 and err.count("\n") == 1 and "truncated" in err and "Traceback" not in err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before   # nothing changed
+
+
+def test_the_lines_task_interrupted_then_resumed_equals_an_uninterrupted_run(tmp_path):
+    """Fault: --task lines (the longest demo run) kept no checkpoint: Ctrl-C lost it."""
+    args = ["--task", "lines", "--steps", "8", "--train", "8", "--val", "4", "--hidden", "3",
+            "--batch", "4", "--backend", "numpy", "--no-progress", "--checkpoint-every", "3"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    rc, _, err = run_demo(*args, "--out", str(whole))
+    assert rc == 0, err
+    rc, _, err = run_demo(*args, "--out", str(cut), signal_at="SIGINT:5")
+    assert rc == 130 and f"--resume {cut}" in err and err.count("\n") == 1, err
+    name = "checkpoint_lines_HIERARCHICAL_MDRNN.npz"
+    assert load_checkpoint(str(cut / name)).step == 5
+    rc, stdout, err = run_demo("--resume", str(cut), "--no-progress")
+    assert rc == 0, err
+    a, b = (load_checkpoint(str(d / name)).meta for d in (whole, cut))
+    assert a["step"] == b["step"] == 8
+    assert [r["loss"] for r in b["curve"]] == [r["loss"] for r in a["curve"]]   # bit for bit
+    assert [e["test_cer"] for e in b["evals"]] == [e["test_cer"] for e in a["evals"]]
+    ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (whole, cut))
+    assert mb["test_cer_uncapped"] == ma["test_cer_uncapped"]
+    assert temporaries(cut) == []

@@ -227,12 +227,14 @@ def run_diagonal3d(s, names, out, be):
 # --------------------------------------------------------------------------- lines
 def run_lines(s, names, out, be):
     """The hierarchical MDRNN with CTC on lines of handwritten digits (``handwriting.py``);
-    metrics hold ``test_cer`` (greedy decoding, a number in [0, 1] for a trained model)."""
+    metrics hold ``test_cer`` (greedy decoding, a number in [0, 1] for a trained model).
+    Checkpoints every --checkpoint-every steps (``train_lines``), so --resume continues it."""
     from .handwriting import plot_curves, plot_lines, train_lines
 
+    path, kw = _ckpt(out, "lines", names[0], s)        # --checkpoint-every: in steps here
     res = train_lines(s["steps"], batch=s["batch"], h2=s["hidden"], lr=s["lr"], seed=s["seed"],
                       n_train=s["train"], n_test=s["val"], backend=be.name, dtype=s["dtype"],
-                      eval_every=max(1, min(500, s["steps"] // 4)), progress=s["progress"])
+                      eval_every=max(1, min(500, s["steps"] // 4)), checkpoint=path, **kw)
     written = [plot_curves(res, os.path.join(out, "learning_curves.png")),
                plot_lines(res, os.path.join(out, "lines.png"))]
     # CER = edit distance / target length can pass 1 when a model inserts labels (an untrained
@@ -240,8 +242,9 @@ def run_lines(s, names, out, be):
     cer = min(1.0, float(res.test_cer))
     metrics = {"test_cer": cer, "test_cer_uncapped": float(res.test_cer),
                "untrained_test_cer": float(res.untrained_cer),
-               "models": {names[0]: {"test_cer": cer, "seconds": round(res.seconds, 1)}}}
-    return metrics, [w for w in written if w], False
+               "models": {names[0]: {"test_cer": cer, "seconds": round(res.seconds, 1),
+                                     "steps": res.settings["steps_done"]}}}
+    return metrics, [path] + [w for w in written if w], res.stopped
 
 
 RUNNERS = {"gaussian": run_gaussian, "digits": run_digits, "diagonal3d": run_diagonal3d,

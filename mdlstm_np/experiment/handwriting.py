@@ -44,6 +44,7 @@ directions), "ff.W", "ff.b", "rnn2.d0.W" …, "out.V", "out.a".
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, NamedTuple
 
@@ -58,6 +59,9 @@ from ..multidir import MultiDirectionalMDLSTM
 from ..optim import Adam
 from ..validate import check_dtype_name, check_positive_int
 from .atomic import atomic_write
+from .checkpoint import check_matches, load_checkpoint, save_checkpoint
+
+LINES_MODEL = "HIERARCHICAL_MDRNN"   # the model name in its checkpoints
 
 N_CLASSES = 11           # blank 0 + digits 0 … 9 as classes 1 … 10 (``data/lines.py``)
 BLANK = 0
@@ -227,7 +231,8 @@ class LinesResult(NamedTuple):
     predictions: list     # decoded test labellings (lists of classes 1 … 10), test set order
     test: Any             # the test ``Lines`` (host arrays)
     settings: dict        # every argument of the run
-    seconds: float        # wall time of the training loop, evaluations included
+    seconds: float        # wall time of the training loop, evaluations included (all runs)
+    stopped: bool = False  # True when ``should_stop`` ended the run early
 
 
 def _batches(widths, batch, rng, bucket=16):
@@ -268,7 +273,8 @@ def truth(lines):
 def train_lines(steps=None, *, epochs=None, batch=16, h1=4, f2=16, h2=24, lr=6e-3, seed=0,
                 n_train=4000, n_test=300, backend="auto", dtype="float32", cell="graves",
                 forget_bias=-1.0, eval_every=500, time_limit=None, progress=True,
-                refresh=3, decay_at=0.7, lines_kwargs=None):
+                refresh=3, decay_at=0.7, lines_kwargs=None, checkpoint=None,
+                checkpoint_every=100, resume=False, should_stop=None):
     """Train ``HierarchicalMDRNN`` with CTC on lines of handwritten digits; return the result.
 
     steps / epochs : how long: ``steps`` Adam steps, or ``epochs`` passes over the training
@@ -292,9 +298,19 @@ def train_lines(steps=None, *, epochs=None, batch=16, h1=4, f2=16, h2=24, lr=6e-
     eval_every     : test CER (greedy decoding) every so many steps, and at the end.
     progress       : a tqdm progress bar showing the loss and the last test CER.
     lines_kwargs   : extra arguments for ``make_lines`` (geometry, noise), both splits.
+    checkpoint     : a path (``.npz``): the run's state (parameters, Adam's moments, the batch
+                     generator, the rest of the epoch's batches, the curves) is written there
+                     atomically every ``checkpoint_every`` steps, when ``should_stop`` stops
+                     the run, and at the end (``checkpoint.py``).
+    resume         : continue from ``checkpoint`` when it exists (from scratch otherwise): the
+                     losses and CERs then equal an uninterrupted run's bit for bit (same
+                     backend and dtype; not with ``time_limit``, which depends on the clock).
+    should_stop    : callable (steps done) -> bool, asked after every step but the last; True
+                     saves the checkpoint and ends the run (``LinesResult.stopped``).
 
     Returns :class:`LinesResult`. Raises ValueError for bad arguments, FloatingPointError if
-    the loss or a gradient becomes NaN or infinite.
+    the loss or a gradient becomes NaN or infinite, CheckpointError for a checkpoint of
+    another run.
     """
     if (steps is None) == (epochs is None) and not (steps is None and epochs is None):
         raise ValueError("steps, epochs: expected one of them, got both")
@@ -302,6 +318,9 @@ def train_lines(steps=None, *, epochs=None, batch=16, h1=4, f2=16, h2=24, lr=6e-
     n_train, n_test = check_positive_int(n_train, "n_train"), check_positive_int(n_test, "n_test")
     eval_every = check_positive_int(eval_every, "eval_every")
     refresh = check_positive_int(refresh, "refresh", minimum=0)
+    checkpoint_every = check_positive_int(checkpoint_every, "checkpoint_every")
+    if resume and checkpoint is None:
+        raise ValueError("resume: needs checkpoint=path")
     if decay_at is not None and not (isinstance(decay_at, (int, float)) and 0 < decay_at <= 1):
         raise ValueError(f"decay_at: expected a number in (0, 1] or None, got {decay_at!r}")
     per_epoch = -(-n_train // batch)
@@ -317,26 +336,60 @@ def train_lines(steps=None, *, epochs=None, batch=16, h1=4, f2=16, h2=24, lr=6e-
                               backend=backend, dtype=dtype)
     settings["backend"] = model.be.name
     be = model.be
-    train = make_lines(n_train, "train", seed=seed, dtype=dtype, **(lines_kwargs or {}))
+    def training_lines(generation):
+        """The training set of refresh ``generation`` (0: the first; k: epochs k·refresh …)."""
+        line_seed = seed if generation == 0 else int(
+            np.random.SeedSequence((seed, generation)).generate_state(1)[0])
+        return make_lines(n_train, "train", seed=line_seed, dtype=dtype, **(lines_kwargs or {}))
+
     test = make_lines(n_test, "test", seed=seed, dtype=dtype, **(lines_kwargs or {}))
     test_truth = truth(test)
     rng = np.random.default_rng((seed, 2))
     params = model.init_params(rng)
     opt = Adam(params, lr=lr)
+    checked = {k: v for k, v in settings.items() if k != "backend"}  # loads on any backend
 
-    untrained = cer(decode(model, params, test), test_truth)
     curve, evals, queue = [], [], []
-    t0 = time.perf_counter()
-    bar = tqdm(range(1, steps + 1), desc="lines", unit="step", disable=not progress,
-               dynamic_ncols=True)
-    last_cer, step, epoch = untrained, 0, 0
+    start, epoch, elapsed, untrained = 0, 0, 0.0, None
+    if resume and os.path.exists(checkpoint):
+        ckpt = load_checkpoint(checkpoint)
+        check_matches(ckpt, model_name=LINES_MODEL, settings=checked, params=params, be=be,
+                      dtype=dtype)
+        params = {k: be.asarray(v, dtype) for k, v in ckpt.params.items()}
+        opt.lr = (ckpt.optimizer.get("hyper") or {}).get("lr", lr)   # α/10 after the decay
+        opt.load_state_dict({**ckpt.optimizer, "slots": {
+            s: {k: be.asarray(v, dtype) for k, v in arrs.items()}
+            for s, arrs in ckpt.optimizer["slots"].items()}})
+        rng.bit_generator.state = ckpt.rng_state
+        m = ckpt.meta
+        start, epoch, elapsed, untrained = ckpt.step, m["epoch"], m["seconds"], m["untrained_cer"]
+        curve, evals = [dict(r) for r in m["curve"]], [dict(r) for r in m["evals"]]
+        queue = [np.asarray(b, dtype=np.int64) for b in m["queue"]]
+        if "decayed_at_step" in m:
+            settings["decayed_at_step"] = m["decayed_at_step"]
+    train = training_lines((epoch - 1) // refresh if refresh and epoch > 0 else 0)
+    if untrained is None:
+        untrained = cer(decode(model, params, test), test_truth)
+
+    def save(done):
+        if checkpoint is None:
+            return
+        extra = {"epoch": epoch, "seconds": time.perf_counter() - t0, "untrained_cer": untrained,
+                 "curve": curve, "evals": evals, "queue": [b.tolist() for b in queue]}
+        if "decayed_at_step" in settings:
+            extra["decayed_at_step"] = settings["decayed_at_step"]
+        save_checkpoint(checkpoint, be=be, model_name=LINES_MODEL, settings=checked, step=done,
+                        params=params, optimizer=opt, rng=rng, extra=extra)
+
+    t0 = time.perf_counter() - elapsed
+    bar = tqdm(range(start + 1, steps + 1), desc="lines", unit="step", disable=not progress,
+               dynamic_ncols=True, initial=start, total=steps)
+    last_cer = evals[-1]["test_cer"] if evals else untrained
+    step, stopped = start, False
     for step in bar:
         if not queue:
             if refresh and epoch > 0 and epoch % refresh == 0:
-                new_seed = int(np.random.SeedSequence((seed, epoch // refresh))
-                               .generate_state(1)[0])
-                train = make_lines(n_train, "train", seed=new_seed, dtype=dtype,
-                                   **(lines_kwargs or {}))
+                train = training_lines(epoch // refresh)
             queue, epoch = _batches(train.sizes[:, 1], batch, rng), epoch + 1
         done = max(step - 1, 0) / steps
         if time_limit is not None:
@@ -359,12 +412,18 @@ def train_lines(steps=None, *, epochs=None, batch=16, h1=4, f2=16, h2=24, lr=6e-
                         cer=f"{last_cer:.3f}")
         if out_of_time:
             break
+        if step < steps and should_stop is not None and should_stop(step):
+            stopped = True
+            break
+        if step % checkpoint_every == 0 and step < steps:
+            save(step)
     bar.close()
+    save(step)
     seconds = time.perf_counter() - t0
     predictions = decode(model, params, test)
     settings["steps_done"] = step
     return LinesResult(model, params, curve, evals, cer(predictions, test_truth), untrained,
-                       predictions, test, settings, seconds)
+                       predictions, test, settings, seconds, stopped)
 
 
 # --------------------------------------------------------------------------- figures
