@@ -20,8 +20,10 @@ Tasks (``--task``, default diagonal):
 The last three train with ``mdlstm_np.fit`` (epochs over a fixed data set: --epochs, --train,
 --val; --steps and --ln are the diagonal task's only); ``experiment/demotasks.py``.
 They write config.json, metrics.json, checkpoint_<task>_<MODEL>.npz (every
---checkpoint-every epochs, default 1; --resume continues them epoch by epoch) and one figure (gaussian_fields.png, digits_curves.png,
-losses_3d.png). metrics.json for digits holds "test_accuracy": {model: accuracy in [0, 1]}.
+--checkpoint-every epochs, default 1; --resume continues them epoch by epoch) and one figure
+(gaussian_fields.png, digits_curves.png, losses_3d.png). metrics.json for digits holds
+"test_accuracy": {model: accuracy in [0, 1]}. --task lines (the hierarchical MDRNN with CTC)
+trains for --steps and checkpoints every --checkpoint-every steps (default 100).
 
 Writes to --out (default demo_out/), one run per folder (the diagonal task):
     config.json                        every setting, the seed, the backend and sweep of each
