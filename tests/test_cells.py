@@ -13,13 +13,13 @@ from typing import NamedTuple
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from mdlstm_np.backends import get_backend
 from mdlstm_np.cells import make_cell
 from mdlstm_np.cells.stable import StableCell
-from mdlstm_np.testing.gradcheck import check_layer, numerical_gradient, relative_error
+from mdlstm_np.testing.gradcheck import check_gradients, check_layer
 from mdlstm_np.mdlstm import MDLSTM
 
 VARIANTS = {  # id -> MDLSTM keyword arguments
@@ -110,14 +110,19 @@ def state_gradient_errors(layer, p, x, rng, *, h0, c0, sizes=None):
         out = layer.forward(p, x, h0=arrays["h0"], c0=arrays["c0"], sizes=sizes)[0]
         return float(np.sum(out * w))
 
-    numeric = numerical_gradient(f, arrays)
-    return {"h0": relative_error(dh0, numeric["h0"]), "c0": relative_error(dc0, numeric["c0"])}
+    # the module's per-element rule (gradcheck.py): an element below 1e-3 of the largest
+    # gradient is compared on that scale. Measured at the falsifying example below: dc0 =
+    # (4.4e-2, -1.5e-7), the quotient's rounding ~1.3e-12 absolute, which the bare 1e-6 floor
+    # turned into a "relative error" of 1.3e-6 (and 1.7e-5 at h = 1e-5: rounding, not truncation).
+    return check_gradients(f, arrays, {"h0": dh0, "c0": dc0})
 
 
 # ------------------------------------------------------------------ gradient checks
 @pytest.mark.parametrize("state", ["none", "h0c0", "sizes"])
 @pytest.mark.parametrize("variant", list(VARIANTS))
 @given(case=cases())
+@example(case=Case(ndim=3, sides=(2, 3, 4), batch=1, channels=2, hidden=2, zero_x=False,
+                   seed=4294967294))  # failed once on graves-h0c0 (dc0 "1.3e-6", see above)
 def test_gradients_match_finite_differences(variant, state, case):
     check_case(variant, case, state)
 
