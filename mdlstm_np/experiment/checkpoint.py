@@ -171,6 +171,32 @@ def load_checkpoint(path: str) -> Checkpoint:
     return out
 
 
+def restore_training_state(ckpt: Checkpoint, *, be, dtype: str, optimizer,
+                           rng: np.random.Generator) -> dict:
+    """Put a checked checkpoint's training state back (after :func:`check_matches`): the
+    optimiser's state and step size (a schedule's or a decay's last value), the data
+    generator's state; returns the parameters as ``be`` arrays of ``dtype``.
+
+    Raises :class:`CheckpointError` (one line) when the optimiser's or the generator's state
+    does not fit this run (other keys, shapes or dtypes: ``load_state_dict`` checks them);
+    nothing is changed then.
+    """
+    params = {k: be.asarray(v, dtype) for k, v in ckpt.params.items()}
+    hyper = ckpt.optimizer.get("hyper") or {}
+    lr = optimizer.lr
+    try:
+        optimizer.lr = hyper.get("lr", lr)   # load_state_dict compares the hyper-parameters
+        optimizer.load_state_dict({**ckpt.optimizer, "slots": {
+            s: {k: be.asarray(v) for k, v in arrs.items()}
+            for s, arrs in ckpt.optimizer["slots"].items()}})
+        rng.bit_generator.state = ckpt.rng_state
+    except (ValueError, TypeError, KeyError) as e:
+        optimizer.lr = lr
+        raise CheckpointError(f"checkpoint {ckpt.path}: its optimiser or data generator "
+                              f"state does not fit this run ({e})") from None
+    return params
+
+
 def rows_before(ckpt: Checkpoint, rows, log: str = "the log"):
     """The rows of a log that precede the checkpoint (``steps < ckpt.step``), checked against
     it: their number and the last row must be what the checkpoint recorded (a log that lost

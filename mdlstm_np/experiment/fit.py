@@ -43,7 +43,8 @@ from tqdm.auto import tqdm
 from ..losses import mse
 from ..optim import Adam
 from ..readout import softmax_cross_entropy
-from .checkpoint import CheckpointError, check_matches, load_checkpoint, save_checkpoint
+from .checkpoint import (CheckpointError, check_matches, load_checkpoint, restore_training_state,
+                         save_checkpoint)
 from .train import _check_lr, check_step_finite, diverged_from
 
 LOSSES = ("auto", "mse", "cross_entropy")
@@ -296,12 +297,8 @@ def fit(model, X, Y, *, loss="auto", epochs: int = 10, batch: int = 32, lr: floa
         if ckpt.step > epochs:
             raise CheckpointError(f"checkpoint {checkpoint}: is at epoch {ckpt.step}, beyond "
                                   f"this run's {epochs} epochs")
-        params = {k: be.asarray(v, model.dtype) for k, v in ckpt.params.items()}
-        opt.lr = (ckpt.optimizer.get("hyper") or {}).get("lr", lr)   # a schedule's last value
-        opt.load_state_dict({**ckpt.optimizer, "slots": {
-            s: {k: be.asarray(v, model.dtype) for k, v in arrs.items()}
-            for s, arrs in ckpt.optimizer["slots"].items()}})
-        rng.bit_generator.state = ckpt.rng_state
+        params = restore_training_state(ckpt, be=be, dtype=model.dtype, optimizer=opt,
+                                        rng=rng)   # the schedule's last step size included
         initial = dict(ckpt.initial_params) or initial
         rows = [dict(r) for r in ckpt.meta.get("history", [])]
         start = ckpt.step

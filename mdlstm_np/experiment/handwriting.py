@@ -59,7 +59,7 @@ from ..multidir import MultiDirectionalMDLSTM
 from ..optim import Adam
 from ..validate import check_dtype_name, check_positive_int
 from .atomic import atomic_write
-from .checkpoint import check_matches, load_checkpoint, save_checkpoint
+from .checkpoint import check_matches, load_checkpoint, restore_training_state, save_checkpoint
 
 LINES_MODEL = "HIERARCHICAL_MDRNN"   # the model name in its checkpoints
 
@@ -355,12 +355,8 @@ def train_lines(steps=None, *, epochs=None, batch=16, h1=4, f2=16, h2=24, lr=6e-
         ckpt = load_checkpoint(checkpoint)
         check_matches(ckpt, model_name=LINES_MODEL, settings=checked, params=params, be=be,
                       dtype=dtype)
-        params = {k: be.asarray(v, dtype) for k, v in ckpt.params.items()}
-        opt.lr = (ckpt.optimizer.get("hyper") or {}).get("lr", lr)   # α/10 after the decay
-        opt.load_state_dict({**ckpt.optimizer, "slots": {
-            s: {k: be.asarray(v, dtype) for k, v in arrs.items()}
-            for s, arrs in ckpt.optimizer["slots"].items()}})
-        rng.bit_generator.state = ckpt.rng_state
+        params = restore_training_state(ckpt, be=be, dtype=dtype, optimizer=opt,
+                                        rng=rng)   # α/10 after the decay included
         m = ckpt.meta
         start, epoch, elapsed, untrained = ckpt.step, m["epoch"], m["seconds"], m["untrained_cer"]
         curve, evals = [dict(r) for r in m["curve"]], [dict(r) for r in m["evals"]]

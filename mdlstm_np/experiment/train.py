@@ -40,8 +40,8 @@ from ..losses import mse, relevant_loss
 from ..optim import Adam
 from ..validate import check_positive_int
 from .atomic import atomic_write
-from .checkpoint import (CheckpointError, check_matches, load_checkpoint, rows_before,
-                         save_checkpoint)
+from .checkpoint import (CheckpointError, check_matches, load_checkpoint,
+                         restore_training_state, rows_before, save_checkpoint)
 from .tasks import random_diagonal
 
 COLUMNS = ("steps", "overall_loss", "time", "relevant_loss")
@@ -318,15 +318,8 @@ def train(model, *, steps: int = 1000, batch: int = 16, size: int = 8, lr: float
         if ckpt.step > steps:
             raise CheckpointError(f"checkpoint {checkpoint}: is at step {ckpt.step}, beyond "
                                   f"this run's {steps} steps")
-        params = {k: be.asarray(v, model.dtype) for k, v in ckpt.params.items()}
-        try:
-            opt.load_state_dict({**ckpt.optimizer, "slots": {   # checks keys, shapes, dtypes
-                s: {k: be.asarray(v) for k, v in arrs.items()}
-                for s, arrs in ckpt.optimizer["slots"].items()}})
-            data_rng.bit_generator.state = ckpt.rng_state
-        except (ValueError, TypeError, KeyError) as e:
-            raise CheckpointError(f"checkpoint {checkpoint}: its optimiser or data generator "
-                                  f"state does not fit this run ({e})") from None
+        params = restore_training_state(ckpt, be=be, dtype=model.dtype, optimizer=opt,
+                                        rng=data_rng)
         initial = dict(ckpt.initial_params) or initial
         if out_tsv is not None:
             try:
