@@ -502,7 +502,8 @@ def _main_fit_task(args, given, stop, task) -> int:
     output folder, ``demotasks.RUNNERS``."""
     from mdlstm_np.backends import get_backend
     from mdlstm_np.experiment.checkpoint import CheckpointError
-    from mdlstm_np.experiment.demotasks import RUNNERS, TASK_DEFAULTS, TASK_MODELS
+    from mdlstm_np.experiment.demotasks import (RUNNERS, TASK_DEFAULTS, TASK_MODELS,
+                                                checkpoint_paths)
     from mdlstm_np.experiment.runrecord import (OutputError, command_line, prepare_output,
                                                read_config, versions, write_config)
     from mdlstm_np.validate import check_positive_int
@@ -574,11 +575,7 @@ def _main_fit_task(args, given, stop, task) -> int:
     print(f"task: {task}, backend: {be.name}, dtype: {s['dtype']}, models: {', '.join(names)}")
     if resume:                               # every checkpoint must load before anything runs
         for name in names:
-            path = os.path.join(out, f"checkpoint_{task}_{name}.npz")
-            paths = [path] if task != "gaussian" else [
-                os.path.join(out, f"checkpoint_gaussian_{kind}_{name}.npz")
-                for kind in ("isotropic", "anisotropic")]
-            for path in paths:
+            for path in checkpoint_paths(out, task, name):
                 if os.path.exists(path):
                     try:
                         check_recorded_checkpoint(path, name)

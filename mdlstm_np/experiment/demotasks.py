@@ -61,10 +61,20 @@ DIGIT_SHIFT = 2          # training images are shifted by up to 2 pixels each ti
 DIGITS_CELL = dict(cell="graves", forget_bias=0.0)
 
 
-def _ckpt(out, task, name, s):
-    """Model ``name``'s checkpoint in ``out`` and fit's keywords for it (``resume``: the demo's
-    --resume: continue from the checkpoint where there is one)."""
-    return os.path.join(out, f"checkpoint_{task}_{name}.npz"), dict(
+GAUSSIAN_KINDS = ("isotropic", "anisotropic")
+
+
+def checkpoint_paths(out, task, name):
+    """Every checkpoint model ``name`` of ``task`` keeps in ``out`` (gaussian: one per kind)."""
+    parts = [f"gaussian_{kind}" for kind in GAUSSIAN_KINDS] if task == "gaussian" else [task]
+    return [os.path.join(out, f"checkpoint_{part}_{name}.npz") for part in parts]
+
+
+def _ckpt(out, part, name, s):
+    """Model ``name``'s checkpoint in ``out`` for ``part`` (a task, or "gaussian_<kind>") and
+    fit's keywords for it (``resume``: the demo's --resume: continue from the checkpoint where
+    there is one)."""
+    return checkpoint_paths(out, part, name)[0], dict(
         checkpoint_every=s["checkpoint_every"], progress=s["progress"],
         should_stop=s.get("should_stop"), resume=bool(s.get("resume")))
 
@@ -85,7 +95,7 @@ def run_gaussian(s, names, out, be):
     from .plots import plot_gaussian_fields
 
     metrics, histories, written, examples = {}, {}, [], {}
-    for kind in ("isotropic", "anisotropic"):
+    for kind in GAUSSIAN_KINDS:
         x, t, xv, tv = gaussian_data(s, kind == "isotropic")
         copy = float(np.mean((xv[:, :, :-1] - tv[:, :, :-1]) ** 2))   # t ≈ x: "copy the cell"
         metrics[kind] = {"copy_current_value_mse_interior": copy, "models": {}}
