@@ -54,6 +54,15 @@ A zero probability is -∞; where all terms are -∞ the shift m is replaced by 
 inside γ is recomputed at each t as lse_s(a_t(s) + b̂_t(s)), equal to step 3's in exact
 arithmetic; in float32 this cancels rounding that a and b̂ share (see the comment there).
 
+Precision. The recursions, ln p and γ run in float64 whatever the dtype of ``log_probs`` (step
+0 casts up, step 0' rounds the loss and the gradient back once). In float32, a and b̂ reach
+about -7 T and each log-sum-exp adds a relative rounding of ~6e-8, so a float32 recursion's γ
+drifts by ~T·1e-7 (measured: 2.7e-3 absolute at T = 10,000). In float64 the drift is ~T·1e-16,
+and the float32 result is the exact one rounded once: |Δγ| ≤ 2⁻²⁴·max|γ| + T·1e-15, i.e.
+≤ 1e-6 absolute (γ ≤ 1) for every T up to 10,000 and beyond (tests/test_ctc.py,
+``test_float32_gradient_is_the_float64_one_rounded_up_to_t_10000``). The price is float64
+arithmetic on the (T, B, U) arrays; the network that feeds the loss stays in float32.
+
 Impossible targets. A target needs T_b ≥ L + (number of adjacent equal labels) time steps (each
 label once, plus a blank between repeats). A shorter input has p = 0 and an infinite loss: this
 module raises a ValueError naming the sample, unless ``zero_infinity=True``, which (as in common
@@ -187,7 +196,9 @@ def ctc_loss(be, log_probs, targets, input_lengths, target_lengths, blank=0, red
                      ValueError naming it. True: it contributes loss 0 and gradient 0.
 
     Returns (loss, dlog_probs): ``loss`` a 0-d backend array of log_probs' dtype, ``dlog_probs``
-    = ∂loss/∂log_probs, (T, B, K), zero at t ≥ T_b and at labels absent from the target.
+    = ∂loss/∂log_probs, (T, B, K), of log_probs' dtype, zero at t ≥ T_b and at labels absent
+    from the target. Both are computed in float64 and rounded once (module docstring,
+    "Precision").
     Raises TypeError / ValueError for bad inputs, naming the argument (and the sample).
     """
     xp = be.xp
@@ -202,6 +213,8 @@ def ctc_loss(be, log_probs, targets, input_lengths, target_lengths, blank=0, red
                          f"{Lb[b]} label(s) (a blank between repeats), got {Tb[b]} (pass "
                          f"zero_infinity=True to give such samples loss 0)")
     dtype = be.dtype_name(log_probs)
+    # 0. the recursions run in float64 whatever the input's dtype (module docstring, "Precision")
+    log_probs = xp.astype(log_probs, be.dtype("float64"))
     ext, valid, skip = _extend(tg, Lb, blank)
     U = ext.shape[1]
     valid_d, skip_d = xp.asarray(valid), xp.asarray(skip)                # (B, U) bool
@@ -265,10 +278,9 @@ def ctc_loss(be, log_probs, targets, input_lengths, target_lengths, blank=0, red
     # 1b. γ_t(s) = exp(a + b̂ - ln p), zero at t ≥ T_b; scatter-add over s reading label k,
     #     as a matmul with the one-hot map M[b, s, k] = [l'_{b,s} = k and s < U_b]
     #     ln p is taken per t as lse_s(a_t(s) + b̂_t(s)), equal to step 3's in exact arithmetic
-    #     (every path sits at one s at each t). In float32, a and b̂ reach ~-2000 at T = 300 and
-    #     carry absolute rounding errors ~1e-3 that are common to all s; this cancels them
-    #     (tests/test_ctc.py, T = 300: float32 vs float64 gradient error 1.5e-3 with step 3's ln p,
-    #     9e-5 with this).
+    #     (every path sits at one s at each t). a and b̂ reach ~-7T and carry absolute rounding
+    #     errors common to all s; this cancels them (before the float64 recursions of step 0,
+    #     float32 at T = 300 gave a gradient error of 1.5e-3 with step 3's ln p, 9e-5 with this).
     ab = la + lb                                                         # (T, B, U)
     m = xp.max(ab, axis=2, keepdims=True)
     m = xp.where(m == NEG_INF, 0.0, m)                                   # t ≥ T_b or dropped
@@ -277,10 +289,12 @@ def ctc_loss(be, log_probs, targets, input_lengths, target_lengths, blank=0, red
     gamma = gamma / xp.where(used, xp.sum(gamma, axis=2, keepdims=True), 1.0)  # sum ≥ 1 if used
     gamma = xp.where(used, gamma, 0.0)
     onehot = (ext[:, :, None] == np.arange(K)[None, None, :]) & valid[:, :, None]
-    M = be.asarray(onehot.astype(np.float64), dtype)                     # (B, U, K)
+    M = be.asarray(onehot.astype(np.float64), "float64")                 # (B, U, K)
     occ = xp.permute_dims(gamma, (1, 0, 2)) @ M                          # (B, T, K)
     dlog_probs = xp.permute_dims(occ, (1, 0, 2)) * (-scale)              # (T, B, K)
-    return loss, dlog_probs
+    # 0'. back to the caller's dtype: one rounding of the float64 results
+    out = be.dtype(dtype)
+    return xp.astype(loss, out), xp.astype(dlog_probs, out)
 
 
 # --------------------------------------------------------------------------- log-softmax
