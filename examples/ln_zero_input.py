@@ -10,6 +10,12 @@ Model: MDLSTM(1 → 16, 2-D, layer-normalised cell) → per-cell dense sigmoid h
 MD_LSTM. Loss: the seed's MSE against the task's target, which for x ≡ 0 is t ≡ 0. We print
 max |∂L/∂θ| for every parameter and the input. "nonfinite" means inf or NaN appeared.
 
+The layer's finiteness guard (``check_finite=True``, the default) refuses such a pass with a
+``NonFiniteError`` naming the first bad wavefront. That error is this script's subject, not a
+crash: the column "guard" reports what the guarded layer says, and the magnitudes beside it
+come from the same pass with the guard off (``check_finite=False``), so the numbers that blew
+up can be seen. The script exits 0.
+
 Zero-padded corners: the input is the random-diagonal task with a zero box in one corner; a
 scan that starts in that corner (emulated by flipping the input, which is what a reversed scan
 direction is) meets the degenerate cells first.
@@ -17,6 +23,7 @@ direction is) meets the degenerate cells first.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 
@@ -29,19 +36,22 @@ from mdlstm_np.losses import mse
 from mdlstm_np.mdlstm import MDLSTM
 from mdlstm_np.experiment.models import Model
 from mdlstm_np.experiment.tasks import random_diagonal
+from mdlstm_np.validate import NonFiniteError
 
 FLIPS = {"top-left": (), "top-right": (2,), "bottom-left": (1,), "bottom-right": (1, 2)}
 
 
-def ln_model(cell, *, hidden=16, dtype="float64", backend="numpy"):
+def ln_model(cell, *, hidden=16, dtype="float64", backend="numpy", check_finite=False):
     """The seed's MD_LSTM with a layer-normalised cell (``cell``: "fixed", "seed" or a cell
-    object; "graves": the plain cell without layer norm, the yardstick)."""
+    object; "graves": the plain cell without layer norm, the yardstick). ``check_finite``:
+    the layer's guard, off by default here so that the non-finite numbers can be measured."""
     if cell in ("fixed", "seed"):
         cell = LayerNormCell(cell)
     elif cell == "graves":
         from mdlstm_np.cells.graves import GravesCell
         cell = GravesCell()
-    rnn = MDLSTM(1, hidden, 2, cell=cell, backend=backend, dtype=dtype)
+    rnn = MDLSTM(1, hidden, 2, cell=cell, backend=backend, dtype=dtype,
+                 check_finite=check_finite)
     return Model(rnn, DenseSigmoid(hidden, 1, backend=backend, dtype=dtype),
                  name=f"MD_LSTM[{cell.name}]")
 
@@ -60,6 +70,17 @@ def grad_magnitudes(model, x, t, seed=0):
         g = np.asarray(be.to_numpy(g), dtype=np.float64)
         out[k] = float(np.abs(g).max()) if np.isfinite(g).all() else float("inf")
     return out
+
+
+def guard_verdict(cell, x, t, *, dtype, seed=0):
+    """What the guarded layer (``check_finite=True``) says of one forward+backward pass:
+    "finite", or "NonFiniteError@w" with w the first wavefront the error names."""
+    try:
+        grad_magnitudes(ln_model(cell, dtype=dtype, check_finite=True), x, t, seed)
+    except NonFiniteError as error:
+        wave = re.search(r"wavefront (\d+)", str(error))
+        return f"NonFiniteError@{wave.group(1)}" if wave else "NonFiniteError"
+    return "finite"
 
 
 def zero_corner_input(size, corner, box, seed=0):
@@ -81,26 +102,29 @@ def fmt(v):
 def table_zero_input(sizes=(8, 32), dtypes=("float32", "float64")):
     keys = ["rnn.W", "rnn.U", "rnn.ln_gain", "rnn.ln_shift", "rnn.ln_c_gain", "rnn.ln_c_shift",
             "head.V", "head.a", "x"]
-    print("all-zero input, batch 2: max |grad| per parameter")
-    print(f"{'cell':6} {'dtype':8} {'grid':6} " + " ".join(f"{k:>13}" for k in keys))
+    print("all-zero input, batch 2: max |grad| per parameter (guard: what the guarded layer "
+          "raises, @ its first bad wavefront)")
+    print(f"{'cell':6} {'dtype':8} {'grid':6} {'guard':>18} "
+          + " ".join(f"{k:>13}" for k in keys))
     for form in ("seed", "fixed"):
         for dtype in dtypes:
             for s in sizes:
                 x = np.zeros((2, s, s, 1))
                 m = grad_magnitudes(ln_model(form, dtype=dtype), x, x)
+                verdict = guard_verdict(form, x, x, dtype=dtype)
                 cols = " ".join(f"{fmt(m[k]):>13}" for k in keys)
-                print(f"{form:6} {dtype:8} {f'{s}x{s}':6} {cols}")
+                print(f"{form:6} {dtype:8} {f'{s}x{s}':6} {verdict:>18} {cols}")
 
 
 def table_corners(size=16, box=6, dtype="float32"):
     print(f"\n{size}x{size} task input with a {box}x{box} zero corner, {dtype}: max over "
-          f"parameters of max |grad|, scanning from each corner")
+          f"parameters of max |grad| [guard], scanning from each corner")
     for form in ("seed", "fixed"):
         row = []
         for corner in FLIPS:
             x, t = zero_corner_input(size, corner, box)
             worst = max(grad_magnitudes(ln_model(form, dtype=dtype), x, t).values())
-            row.append(f"{corner}: {fmt(worst)}")
+            row.append(f"{corner}: {fmt(worst)} [{guard_verdict(form, x, t, dtype=dtype)}]")
         print(f"{form:6} " + "   ".join(row))
 
 
@@ -135,8 +159,8 @@ def train_compare(steps=1000, seeds=(0, 1, 2), backend="numpy"):
         for seed in seeds:
             t0 = time.perf_counter()
             try:
-                res = train(ln_model(form, dtype="float32", backend=backend), steps=steps,
-                            seed=seed, progress=False)
+                model = ln_model(form, dtype="float32", backend=backend, check_finite=True)
+                res = train(model, steps=steps, seed=seed, progress=False)
             except TrainingDiverged as e:
                 print(f"{form:6} seed={seed}  diverged: {e}")
                 continue
