@@ -29,14 +29,14 @@ Our backward variable β̂ does NOT include y_t, unlike the paper's β (eq. 10-1
 probability of all path suffixes π_{t+1} … π_{T-1} that complete l' from position s. The two
 are related by β_t(s) = y_t(l'_s) β̂_t(s), and β̂ is exactly the adjoint ∂p/∂α_t(s) of step 2:
 
-    4b. ∂loss/∂ln p = -1 (or -1/B)
-    3b. ∂p/∂α_{T-1}(s) = 1 for s ∈ {U-1, U-2}, else 0                       = β̂_{T-1}(s)
-    2b. α_{t+1}(s') depends on α_t(s) for s' ∈ {s, s+1} and s' = s+2 if skip(s+2), with the
+    4'. ∂loss/∂ln p = -1 (or -1/B)
+    3'. ∂p/∂α_{T-1}(s) = 1 for s ∈ {U-1, U-2}, else 0                       = β̂_{T-1}(s)
+    2'. α_{t+1}(s') depends on α_t(s) for s' ∈ {s, s+1} and s' = s+2 if skip(s+2), with the
         factor y_{t+1}(l'_{s'}); the chain rule gives the paper's β recursion without y_t:
         β̂_t(s) = Σ_{s' ∈ {s, s+1} ∪ {s+2 : skip(s+2)}} y_{t+1}(l'_{s'}) β̂_{t+1}(s')
         Then α_t(s) β̂_t(s) is the probability of all paths through s at time t, and
         Σ_s α_t(s) β̂_t(s) = p for every t < T_b (each path sits at exactly one s).
-    1b. α_t(s) is proportional to y_t(l'_s), so ∂α_t(s)/∂ln y_t(l'_s) = α_t(s); the transpose
+    1'. α_t(s) is proportional to y_t(l'_s), so ∂α_t(s)/∂ln y_t(l'_s) = α_t(s); the transpose
         of the gather of step 1 adds up every s that reads the same label k:
             ∂p/∂ln y_t(k) = Σ_{s : l'_s = k} α_t(s) β̂_t(s)
             ∂loss/∂ln y_t(k) = -Σ_{s : l'_s = k} γ_t(s),
@@ -50,7 +50,7 @@ Log space. Products of many probabilities underflow (T = 200 steps at y ≈ 0.01
 the code keeps a = ln α and b̂ = ln β̂, and sums become log-sum-exp,
     lse(x, y, z) = m + ln(e^{x-m} + e^{y-m} + e^{z-m}),   m = max(x, y, z).
 A zero probability is -∞; where all terms are -∞ the shift m is replaced by 0, so no
--∞ - (-∞) = NaN is ever formed, and ln 0 is never evaluated (``_lse``). In step 1b the ln p
+-∞ - (-∞) = NaN is ever formed, and ln 0 is never evaluated (``_lse``). In step 1' the ln p
 inside γ is recomputed at each t as lse_s(a_t(s) + b̂_t(s)), equal to step 3's in exact
 arithmetic; in float32 this cancels rounding that a and b̂ share (see the comment there).
 
@@ -69,7 +69,7 @@ module raises a ValueError naming the sample, unless ``zero_infinity=True``, whi
 frameworks) gives such samples loss 0 and gradient 0. A feasible sample whose p underflows even
 in log space (log_probs near -1e38) is treated the same way.
 
-Loops: the recursions of steps 2 and 2b loop over time in Python; each step is vectorised over
+Loops: the recursions of steps 2 and 2' loop over time in Python; each step is vectorised over
 the batch and the label positions s. Only array-API calls on ``be.xp`` touch device arrays; index
 and mask arrays are built on the host with numpy (like ``multidir.py``). The decoders and the
 edit distance are host code (numpy in, Python lists out).
@@ -259,12 +259,12 @@ def ctc_loss(be, log_probs, targets, input_lengths, target_lengths, blank=0, red
     scale = 1.0 / B if reduction == "mean" else 1.0
     loss = -xp.sum(lnp) * scale
 
-    # 4b-3b. ∂loss/∂ln p = -scale; β̂_{T_b-1} = 1 at the two end positions: ln β̂ = 0 there
+    # 4'-3'. ∂loss/∂ln p = -scale; β̂_{T_b-1} = 1 at the two end positions: ln β̂ = 0 there
     ends = np.zeros((B, U), dtype=bool)
     ends[np.arange(B), 2 * Lb] = True
     ends[np.arange(B)[Lb > 0], 2 * Lb[Lb > 0] - 1] = True
     init = xp.where(xp.asarray(ends), 0.0, neg)                          # (B, U)
-    # 2b. β̂ recursion (β̂ excludes y_t), before T_b - 1 only
+    # 2'. β̂ recursion (β̂ excludes y_t), before T_b - 1 only
     bt = init
     betas = [bt]
     for t in range(T - 2, -1, -1):
@@ -275,7 +275,7 @@ def ctc_loss(be, log_probs, targets, input_lengths, target_lengths, blank=0, red
         betas.append(bt)
     lb = xp.stack(betas[::-1], axis=0)                                   # (T, B, U)
 
-    # 1b. γ_t(s) = exp(a + b̂ - ln p), zero at t ≥ T_b; scatter-add over s reading label k,
+    # 1'. γ_t(s) = exp(a + b̂ - ln p), zero at t ≥ T_b; scatter-add over s reading label k,
     #     as a matmul with the one-hot map M[b, s, k] = [l'_{b,s} = k and s < U_b]
     #     ln p is taken per t as lse_s(a_t(s) + b̂_t(s)), equal to step 3's in exact arithmetic
     #     (every path sits at one s at each t). a and b̂ reach ~-7T and carry absolute rounding

@@ -23,22 +23,22 @@ BlockSubsample, block (k_1..k_n), S'_d = ⌈S_d / k_d⌉
     zeros beyond it (step 1), exactly as when the sample is run alone and zero-padded.
 Step 2 is a permutation of cells (a reshape, a transpose, a reshape), so its adjoint is the
 inverse permutation; step 1 multiplies by the 0/1 mask and pads, whose adjoint crops:
-    2b. dx̄ = the inverse permutation of dy                            (B, S'_1 k_1 .., C)
-    1b. dx = m ⊙ dx̄[:, :S_1, .., :S_n]       (zero at the padding of every sample)
+    2'. dx̄ = the inverse permutation of dy                            (B, S'_1 k_1 .., C)
+    1'. dx = m ⊙ dx̄[:, :S_1, .., :S_n]       (zero at the padding of every sample)
 
 FeedForwardTanh, F -> K features per cell (weights W (F, K), bias b (K,))
 -------------------------------------------------------------------------
     1. z = x W + b
     2. y = m ⊙ tanh(z)
-    2b. dz = (m ⊙ dy) ⊙ (1 - y²)          tanh' written with the stored output y
-    1b. dW = Σ_cells xᵀ dz,  db = Σ_cells dz,  dx = dz Wᵀ
+    2'. dz = (m ⊙ dy) ⊙ (1 - y²)          tanh' written with the stored output y
+    1'. dW = Σ_cells xᵀ dz,  db = Σ_cells dz,  dx = dz Wᵀ
 Cells outside a sample's box have dz = 0, so they get zero output, zero dx, and add nothing to
 dW and db, whatever values the padding holds.
 
 CollapseVertical, (B, H, W, C) -> (B, W, C)
 -------------------------------------------
     1. y[b, w, c] = Σ_h m(b, h, w) x[b, h, w, c]      (sum over the rows of the sample's box)
-    1b. dx[b, h, w, c] = m(b, h, w) dy[b, w, c]        (each summed cell receives dy unchanged)
+    1'. dx[b, h, w, c] = m(b, h, w) dy[b, w, c]        (each summed cell receives dy unchanged)
 Sample b's sequence has length L_b1 (its width, ``out_sizes``); columns beyond it are zero.
 
 Initialisation of FeedForwardTanh: W ~ Glorot-uniform U(-√(6/(F+K)), √(6/(F+K))), b = 0. The
@@ -190,9 +190,9 @@ class BlockSubsample(_Layer):
         _check_grad(dy, (B,) + Sp + (math.prod(self.block) * C,))
         d = xp.reshape(dy, (B,) + Sp + self.block + (C,))                # (B, S'.., k.., C)
         inverse = tuple(int(i) for i in np.argsort(self._perm()))
-        d = xp.reshape(xp.permute_dims(d, inverse), cache.padded)        # 2b. undo the gather
+        d = xp.reshape(xp.permute_dims(d, inverse), cache.padded)        # 2'. undo the gather
         d = d[(slice(None),) + tuple(slice(0, s) for s in cache.in_shape[1:-1]) + (...,)]
-        dx = d if cache.mask is None else d * cache.mask                 # 1b. crop, mask
+        dx = d if cache.mask is None else d * cache.mask                 # 1'. crop, mask
         return dx, {}
 
 
@@ -255,11 +255,11 @@ class FeedForwardTanh(_Layer):
         _check_grad(dy, cache.lead + (self.out_features,))
         dy2 = xp.reshape(dy, (-1, self.out_features))                     # (N, K)
         if cache.m2 is not None:
-            dy2 = dy2 * cache.m2                                          # 2b. padding gets 0
-        dz = dy2 * (1.0 - cache.y2 * cache.y2)                            # 2b. tanh' = 1 - y²
-        dW = xp.permute_dims(cache.x2, (1, 0)) @ dz                       # 1b. (F, K)
-        db = xp.sum(dz, axis=0)                                           # 1b. (K,)
-        dx2 = dz @ xp.permute_dims(cache.W, (1, 0))                       # 1b. (N, F)
+            dy2 = dy2 * cache.m2                                          # 2'. padding gets 0
+        dz = dy2 * (1.0 - cache.y2 * cache.y2)                            # 2'. tanh' = 1 - y²
+        dW = xp.permute_dims(cache.x2, (1, 0)) @ dz                       # 1'. (F, K)
+        db = xp.sum(dz, axis=0)                                           # 1'. (K,)
+        dx2 = dz @ xp.permute_dims(cache.W, (1, 0))                       # 1'. (N, F)
         return xp.reshape(dx2, cache.lead + (self.in_features,)), {"W": dW, "b": db}
 
 
@@ -300,6 +300,6 @@ class CollapseVertical(_Layer):
         xp = self.be.xp
         B, H, W, C = cache.in_shape
         _check_grad(dy, (B, W, C))
-        dx = xp.broadcast_to(xp.reshape(dy, (B, 1, W, C)), (B, H, W, C))  # 1b. copy to every row
+        dx = xp.broadcast_to(xp.reshape(dy, (B, 1, W, C)), (B, H, W, C))  # 1'. copy to every row
         dx = dx * cache.mask if cache.mask is not None else dx + 0.0      # (+ 0.0: own copy)
         return dx, {}

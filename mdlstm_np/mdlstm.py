@@ -16,7 +16,7 @@ What the layer does around the sweep (``sweep.py``: steps 1b-5 and their mirror)
     0.  cells in wavefront order (``grid.py``): x (B, *S, C) -> x_w (N, B, C)
     1a. zx = x W + b for *all* cells: one (N·B, C)·(C, G) matmul before the sweep
         sweep.forward: 1b, 2-4, 5 per wavefront          (the backend's fast sweep, or the
-        sweep.backward: 1b', 5', 4'-2' per wavefront      reference sweep; same contract)
+        sweep.backward: 1b'(pull), 5', 4'-2', 1b'(share) per wavefront      reference sweep; same contract)
     1a'. dW = x_wᵀ dZ      db = Σ dZ      dU = [h(p⁻_1) | … | h(p⁻_n)]ᵀ dZ      dx = dZ Wᵀ
          whole-grid matmuls after the sweep (unless the sweep fused them: FusedWeightGrads)
     0'. back to raster order: (N, B, ·) -> (B, *S, ·)
@@ -266,7 +266,7 @@ class MDLSTM:
         res = cache.sweep.backward(cell=self.cell, layout=self.layout, plan=plan,
                                    dout_w=dout_w, cache=cache.sweep_cache, params=params,
                                    grads=grads, want_state=cache.has_state, mask=cache.mask,
-                                   x_w=cache.x_w)  # 1b', 5', 4'-2'.
+                                   x_w=cache.x_w)  # 1b'(pull), 5', 4'-2', 1b'(share).
         if res.fused is not None:  # 1a' done by the sweep while dz was in cache
             grads.update(W=res.fused.W, U=res.fused.U)
             if res.fused.b is not None:

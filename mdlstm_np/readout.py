@@ -10,28 +10,28 @@ at the origin corner (``sizes[b] = L_b``, as for the layers): M_bq = 1 inside th
 the padding, |b| = Σ_q M_bq = L_b1·…·L_bn its number of cells. Without ``sizes``, L_b = S and
 M ≡ 1. z (B, K) are the logits.
 
-The three read-outs (forward steps numbered; each backward mirrors them, 2b then 1b)
+The three read-outs (forward steps numbered; each backward mirrors them, 2' then 1')
 -------------------------------------------------------------------------------------
 (a) ``LastCellReadout``, the seed's: the output at the last cell of the scan, q*(b) =
     (L_b1 − 1, …, L_bn − 1), the one cell whose (single-direction) past is the whole box:
         1.  e_b = h_{b q*(b)}                    (B, F)   a gather
         2.  z_b = e_b V + a                      (B, K)
-        2b. dV = eᵀ dz     da = Σ_b dz_b     de = dz Vᵀ
-        1b. dh_bq = [q = q*(b)] de_b             the gather's adjoint: de put back at q*(b)
+        2'. dV = eᵀ dz     da = Σ_b dz_b     de = dz Vᵀ
+        1'. dh_bq = [q = q*(b)] de_b             the gather's adjoint: de put back at q*(b)
 
 (b) ``SumScoresReadout``, after Graves, Fernández & Schmidhuber 2007 (arXiv 0705.2011, its
     MNIST experiment): class scores at every cell, one dense layer shared by all cells, summed
     over the sample's cells:
         1.  u_bq = h_bq V + a                    (B, N, K)  per-cell scores
         2.  z_b = Σ_q M_bq u_bq                  (B, K)
-        2b. du_bq = M_bq dz_b                    every cell of the box gets the whole dz_b
-        1b. dV = Σ_bq h_bqᵀ du_bq   da = Σ_bq du_bq = Σ_b |b| dz_b   dh_bq = du_bq Vᵀ
+        2'. du_bq = M_bq dz_b                    every cell of the box gets the whole dz_b
+        1'. dV = Σ_bq h_bqᵀ du_bq   da = Σ_bq du_bq = Σ_b |b| dz_b   dh_bq = du_bq Vᵀ
 
 (c) ``MeanPoolReadout``: the mean of the outputs over the sample's own box, then dense:
         1.  m_b = (1/|b|) Σ_q M_bq h_bq          (B, F)
         2.  z_b = m_b V + a                      (B, K)
-        2b. dV = mᵀ dz     da = Σ_b dz_b     dm = dz Vᵀ
-        1b. dh_bq = (M_bq / |b|) dm_b
+        2'. dV = mᵀ dz     da = Σ_b dz_b     dm = dz Vᵀ
+        1'. dh_bq = (M_bq / |b|) dm_b
 
 (b) and (c) are linear in h, so by swapping the sum and the matmul (b) is z_b = (Σ_q M_bq h_bq)
 V + |b| a = |b|·(c)'s logits with the same V, a: the two differ in how the logits scale with the
@@ -45,8 +45,8 @@ Softmax cross-entropy (labels y_b ∈ {0, …, K−1}, mean over the batch)
         2.  ℓ_b = log Σ_k exp(z_bk − μ_b)        every exponent ≤ 0: no overflow
         3.  log p_bk = z_bk − μ_b − ℓ_b          log-softmax; p = exp(log p)
         4.  L = −(1/B) Σ_b log p_{b y_b}
-        4b. ∂L/∂log p_bk = −[k = y_b] / B
-        3b-1b. −log p_{b y} = log Σ_k exp z_bk − z_by, and ∂/∂z_bk log Σ exp z = p_bk, so
+        4'. ∂L/∂log p_bk = −[k = y_b] / B
+        3'-1'. −log p_{b y} = log Σ_k exp z_bk − z_by, and ∂/∂z_bk log Σ exp z = p_bk, so
             dz_bk = (p_bk − [k = y_b]) / B       (μ and ℓ need no separate backward)
 
 Initialisation: V ~ Glorot-uniform U(−L, L), L = √(6 / (F + K)), a = 0, as ``head.py``.
@@ -114,7 +114,7 @@ def softmax_cross_entropy(be, logits, labels) -> Tuple[Any, Any]:
     lse = xp.log(xp.sum(xp.exp(s), axis=1, keepdims=True))               # 2. (B, 1), ≥ 0
     logp = s - lse                                                       # 3. (B, K) log-softmax
     loss = -xp.sum(onehot * logp) / B                                    # 4. mean over the batch
-    dlogits = (xp.exp(logp) - onehot) / B                                # 4b-1b. (p − onehot) / B
+    dlogits = (xp.exp(logp) - onehot) / B                                # 4'-1'. (p − onehot) / B
     return loss, dlogits
 
 
@@ -241,11 +241,11 @@ class LastCellReadout(_Readout):
         xp = self.be.xp
         B, F = cache.h_shape[0], cache.h_shape[-1]
         self._check_dlogits(dlogits, B)
-        dV = self._t(cache.e) @ dlogits                                  # 2b. (F, K) = eᵀ dz
-        da = xp.sum(dlogits, axis=0)                                     # 2b. (K,)
-        de = dlogits @ self._t(cache.V)                                  # 2b. (B, F) = dz Vᵀ
+        dV = self._t(cache.e) @ dlogits                                  # 2'. (F, K) = eᵀ dz
+        da = xp.sum(dlogits, axis=0)                                     # 2'. (K,)
+        de = dlogits @ self._t(cache.V)                                  # 2'. (B, F) = dz Vᵀ
         N = cache.select.shape[1]
-        dh = xp.reshape(cache.select, (B, N, 1)) * xp.reshape(de, (B, 1, F))  # 1b. de at q*(b)
+        dh = xp.reshape(cache.select, (B, N, 1)) * xp.reshape(de, (B, 1, F))  # 1'. de at q*(b)
         return xp.reshape(dh, cache.h_shape), {"V": dV, "a": da}
 
 
@@ -284,11 +284,11 @@ class SumScoresReadout(_Readout):
         B, N = cache.mask.shape
         K = self.num_classes
         self._check_dlogits(dlogits, B)
-        du = xp.reshape(cache.mask, (B, N, 1)) * xp.reshape(dlogits, (B, 1, K))  # 2b. M dz
+        du = xp.reshape(cache.mask, (B, N, 1)) * xp.reshape(dlogits, (B, 1, K))  # 2'. M dz
         du2 = xp.reshape(du, (B * N, K))
-        dV = self._t(cache.h2) @ du2                                     # 1b. (F, K) = Σ hᵀ du
-        da = xp.sum(du2, axis=0)                                         # 1b. (K,) = Σ_b |b| dz_b
-        dh = du2 @ self._t(cache.V)                                      # 1b. (B·N, F) = du Vᵀ
+        dV = self._t(cache.h2) @ du2                                     # 1'. (F, K) = Σ hᵀ du
+        da = xp.sum(du2, axis=0)                                         # 1'. (K,) = Σ_b |b| dz_b
+        dh = du2 @ self._t(cache.V)                                      # 1'. (B·N, F) = du Vᵀ
         return xp.reshape(dh, cache.h_shape), {"V": dV, "a": da}
 
 
@@ -321,10 +321,10 @@ class MeanPoolReadout(_Readout):
         B, N = cache.weight.shape
         F = cache.h_shape[-1]
         self._check_dlogits(dlogits, B)
-        dV = self._t(cache.m) @ dlogits                                  # 2b. (F, K) = mᵀ dz
-        da = xp.sum(dlogits, axis=0)                                     # 2b. (K,)
-        dm = dlogits @ self._t(cache.V)                                  # 2b. (B, F) = dz Vᵀ
-        dh = xp.reshape(cache.weight, (B, N, 1)) * xp.reshape(dm, (B, 1, F))  # 1b. (M/|b|) dm
+        dV = self._t(cache.m) @ dlogits                                  # 2'. (F, K) = mᵀ dz
+        da = xp.sum(dlogits, axis=0)                                     # 2'. (K,)
+        dm = dlogits @ self._t(cache.V)                                  # 2'. (B, F) = dz Vᵀ
+        dh = xp.reshape(cache.weight, (B, N, 1)) * xp.reshape(dm, (B, 1, F))  # 1'. (M/|b|) dm
         return xp.reshape(dh, cache.h_shape), {"V": dV, "a": da}
 
 

@@ -9,6 +9,7 @@ the cell axis, and row N of h and c is the boundary row.
 
 Forward, for s = 0, 1, …, Σ(S_d − 1):
 
+    1a. zx = x W + b                                         the layer's, before the sweep
     1b. z = zx[start:stop] + [h(p⁻_1) | … | h(p⁻_n)] U      one (k·B, n·H)·(n·H, G) matmul
     2-4. h, c = cell(z, c(p⁻_1), …, c(p⁻_n))                 the cell's own numbered steps
     5.  h, c = m ⊙ h, m ⊙ c                                  m: the sizes mask (1 without)
@@ -16,15 +17,22 @@ Forward, for s = 0, 1, …, Σ(S_d − 1):
 Backward, s = last … 0. L depends on h(p) through the output (dout) and through the
 successors' step 1b, and on c(p) through the successors' cell step (their dc_prev):
 
-    1b'. dh = dout(p) + Σ_d [dz(p⁺_d) Uᵀ]_d         dc = Σ_d dc_prev_d(p⁺_d)
-         each wavefront *pulls* both from wavefront s+1 (gathers only, no scatter)
-    5'.  dh, dc = m ⊙ dh, m ⊙ dc
-    4'-2'. dz, dc_prev = cell.backward(dh, dc)
-    1b'. dz Uᵀ, split into the n predecessors' shares (pulled at s−1); the shares of
-         predecessors outside the grid are the gradient of the initial state (dh0, dc0)
+    1b'(pull).  dh = dout(p) + Σ_d [dz(p⁺_d) Uᵀ]_d         dc = Σ_d dc_prev_d(p⁺_d)
+                each wavefront *pulls* both from wavefront s+1 (gathers only, no scatter)
+    5'.         dh, dc = m ⊙ dh, m ⊙ dc
+    4'-2'.      dz, dc_prev = cell.backward(dh, dc)
+    1b'(share). dz Uᵀ, split into the n predecessors' shares (pulled at s−1); the shares of
+                predecessors outside the grid are the gradient of the initial state (dh0, dc0)
+
+Why step 1b has two backward halves on two wavefronts. Step 1b of wavefront s reads h of the
+cells' predecessors, and every predecessor lies on wavefront s−1; so the adjoint of that
+matmul, dz(s) Uᵀ, is a gradient with respect to h on wavefront s−1. It is computed at s, the
+only time dz(s) is known — one GEMM for the whole wavefront, 1b'(share) — and consumed one
+step later, when wavefront s−1 gathers each cell's shares from its successors, 1b'(pull).
 
 Step labels, the same in every cell, this module, the layer and every kernel: forward steps
-are numbered (1a, 1b, 2, …); the backward step that reverses forward step k is k' (a prime).
+are numbered (1a, 1b, 2, …); the backward step that reverses forward step k is k' (a prime),
+and a backward step done in parts names each part in brackets, k'(part).
 
 The contract of a sweep (the reference below; ``backends/numba.py``, ``backends/cupy.py``)::
 
@@ -153,7 +161,7 @@ class ReferenceSweep:
             k = stop - start
             dh = dout_w[start:stop, ...]
             dc = xp.zeros((k, B, H), dtype=dt)
-            if next_dh is not None:  # 1b'. pull from the successors p⁺_d (wavefront s+1)
+            if next_dh is not None:  # 1b'(pull). from the successors p⁺_d (wavefront s+1)
                 for d in range(n):
                     dh = dh + be.take(next_dh[d], plan.succ[s][d])
                     dc = dc + be.take(next_dc[d], plan.succ[s][d])
@@ -162,11 +170,11 @@ class ReferenceSweep:
             dz, dc_prev = cell.backward(be, layout, dh, dc, cache.steps[s], params,
                                         grads)  # 4'-2'.
             dZ[start:stop, ...] = dz
-            dhp = xp.reshape(xp.reshape(dz, (k * B, G)) @ U.T, (k, B, n * H))  # 1b'.
+            dhp = xp.reshape(xp.reshape(dz, (k * B, G)) @ U.T, (k, B, n * H))  # 1b'(share).
             next_dh = [xp.concat([dhp[..., d * H:(d + 1) * H], zero], axis=0)
                        for d in range(n)]
             next_dc = [xp.concat([dc_prev[d], zero], axis=0) for d in range(n)]
-            if want_state:  # 1b'. shares of predecessors outside the grid: the initial state
+            if want_state:  # 1b'(share). predecessors outside the grid: the initial state
                 for d in range(n):
                     m = boundary_mask(be, plan, s, d, be.dtype_name(dout_w))  # (k, 1, 1)
                     dh0 = dh0 + xp.sum(dhp[..., d * H:(d + 1) * H] * m, axis=0)

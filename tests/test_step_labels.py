@@ -1,8 +1,15 @@
 """One step-label convention everywhere, and every fast kernel carries its reference's labels.
 
 Convention (``mdlstm_np/sweep.py``): forward steps are numbered 1a, 1b, 2, …; the backward step
-that reverses forward step k is labelled k' — in every cell, the sweep, the layer, and the numba
-and CUDA kernels. So a reader can put a kernel beside its reference and find each step.
+that reverses forward step k is labelled k', and a backward step done in parts names each part,
+k'(part) (step 1b's backward: 1b'(share) on wavefront s, 1b'(pull) on s−1) — in every module
+of the package: cells, the sweep, the layer, the read-outs, CTC, the hierarchy, the numba and
+CUDA kernels. So a reader can put a kernel beside its reference and find each step.
+
+Two rules hold in every module under ``mdlstm_np/``:
+- a backward label k' names a forward step k that the same module labels too;
+- a lettered sub-step comes after its siblings (2b needs 2a in the module): "kb" is never
+  "the backward of k", the old mark this convention replaced (as are "k-b" and "kb-b").
 """
 
 import inspect
@@ -17,7 +24,7 @@ from mdlstm_np.backends import cupy_kernels
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "mdlstm_np"
 
-ONE = r"\d+[a-z]?'?"
+ONE = r"\d+[a-z]?(?:'(?:\([a-z]+\))?)?"
 # a label: at the start of a comment ("# 4'." / "// 3'-2'.") or of an indented docstring line
 COMMENT = re.compile(rf"(?:#|//)\s*({ONE}(?:\s*[-,/]\s*{ONE})*)\.(?:\s|$)")
 DOCLINE = re.compile(rf"^\s+({ONE}(?:\s*[-,/]\s*{ONE})*)\.\s", re.M)
@@ -33,11 +40,16 @@ def labels(text: str) -> set:
 
 
 def forward(ls):
-    return {x for x in ls if not x.endswith("'")}
+    return {x for x in ls if "'" not in x}
 
 
 def backward(ls):
-    return {x for x in ls if x.endswith("'")}
+    return {x for x in ls if "'" in x}
+
+
+def reversed_step(label: str) -> str:
+    """The forward step a backward label reverses: 4' -> 4, 1b'(pull) -> 1b."""
+    return label.split("'")[0]
 
 
 def source(path):
@@ -67,7 +79,7 @@ def _cuda_sources():
 
 def test_the_reference_has_the_steps_we_expect():
     assert REF_FWD == {"1b", "2", "3", "4", "5"}
-    assert REF_BWD == {"1b'", "2'", "3'", "4'", "5'"}
+    assert REF_BWD == {"1b'(pull)", "1b'(share)", "2'", "3'", "4'", "5'"}
 
 
 @pytest.mark.parametrize("kernels", ["numba", "cuda"])
@@ -84,20 +96,41 @@ def test_the_parity_check_can_fail():
     assert "3" in forward(labels(fwd)) and "3" not in forward(labels(broken))
 
 
-ENGINE = sorted(p.relative_to(PKG).as_posix() for p in PKG.rglob("*.py")
-                if p.parts[-2] in ("mdlstm_np", "cells", "backends")
-                and p.name not in ("__init__.py", "_moved.py"))
+EVERY_MODULE = sorted(p.relative_to(PKG).as_posix() for p in PKG.rglob("*.py"))
 
 
-@pytest.mark.parametrize("path", ENGINE)
+def convention_errors(text: str) -> list:
+    """What breaks the convention in one module's text (an empty list when nothing does)."""
+    errors = []
+    if re.search(r"(?:#|//)\s*\d+[a-z]?-b\b", text):
+        errors.append("old 'k-b' mark")
+    found = labels(text)
+    fwd = forward(found)
+    for lab in sorted(backward(found)):
+        if reversed_step(lab) not in fwd:
+            errors.append(f"{lab} reverses no forward step of this module")
+    for lab in sorted(fwd):
+        number, letter = re.fullmatch(r"(\d+)([a-z]?)", lab).groups()
+        if letter and letter != "a" and f"{number}{chr(ord(letter) - 1)}" not in fwd:
+            errors.append(f"{lab} has no sibling {number}{chr(ord(letter) - 1)} (an old 'kb' "
+                          f"backward mark?)")
+    return errors
+
+
+@pytest.mark.parametrize("path", EVERY_MODULE)
 def test_one_convention_in_every_module(path):
-    """Each backward label k' reverses a forward step k named in the same module or in the
-    references it mirrors, and the old marks (k-b, kb for "backward of k") are gone."""
-    text = source(path)
-    assert not re.search(r"(?:#|//)\s*\d+[a-z]?-b\b", text), "old 'k-b' mark"
-    known = forward(labels(text)) | forward(REFERENCE) | {"1a", "1b", "0"}
-    for lab in backward(labels(text)):
-        assert lab[:-1] in known, f"{path}: {lab} reverses no forward step"
+    """Each backward label k' reverses a forward step k labelled in the same module, and the
+    old marks (k-b, kb for "backward of k") are gone."""
+    assert convention_errors(source(path)) == [], path
+
+
+def test_the_convention_check_can_fail():
+    good = "    1. z = x W\n    2. y = tanh(z)\n    2'. dz = dy (1 - y²)\n    1'. dx = dz Wᵀ\n"
+    assert convention_errors(good) == []
+    assert convention_errors(good.replace("2'.", "2b.").replace("1'.", "1b."))  # old marks
+    assert convention_errors(good.replace("1. z", "0. z"))          # 1' reverses nothing here
+    assert convention_errors("    x = 1  # 3-b. old\n")
+    assert not convention_errors("    # 1b. z\n    # 1a. zx\n    # 1b'(pull). dh\n")
 
 
 # every numba cell kernel (numba_cells.py: the cell's row functions and the helpers they call)

@@ -13,7 +13,14 @@ of k cells:
     forward                                       backward (s = last … 0)
     G. hp = [h(p⁻_1) | … | h(p⁻_n)]  gather       B. dz, dc(p⁻_d): steps 5', 4'-2'  (fused)
     1b. zr = hp U                    cuBLAS            pulling dh, dc from wavefront s+1
-    F. steps 1b (+zx), 2-5           (fused)      1b'.  dhp = dz Uᵀ                  cuBLAS
+    F. steps 1b (+zx), 2-5           (fused)      1b'(share). dhp = dz Uᵀ           cuBLAS
+
+Steps in ``sweep.py``'s numbering, forward and their mirrors:
+
+    1a. zx = x W + b (the layer, before the sweep)     1a'. dx, dW, db (the layer, after it)
+    1b. z = zx + hp U                                  1b'(pull) in B, 1b'(share) on cuBLAS
+    2-4. the cell's steps, fused in F                  4'-2'. fused in B
+    5. h, c = m ⊙ h, m ⊙ c, fused in F                 5'. fused in B
 
 so a wavefront costs three kernel launches each way and the sweep never waits for the host.
 The fused kernels read predecessors and successors through the wavefront plan's index arrays
@@ -173,9 +180,9 @@ class FusedSweep:
     its two kernel bodies (a ``CellKernels`` of ``cupy_kernels.py``).
 
     The driver is written once: per wavefront, forward G (gather) + 1b (cuBLAS) + the cell's
-    fused forward; backward the cell's fused backward (pull, 5', 4'-2') + 1b' (cuBLAS). The
-    cell's own parameters travel packed flat (prm); its backward writes each cell's share of
-    their gradient (dprm, (N, B, P)) and the driver sums them once after the sweep.
+    fused forward; backward the cell's fused backward (1b'(pull), 5', 4'-2') + 1b'(share)
+    (cuBLAS). The cell's own parameters travel packed flat (prm); its backward writes each
+    cell's share of their gradient (dprm, (N, B, P)) and the driver sums them once after the sweep.
     Written against ``be.xp`` and a kernel launcher: on the GPU ``kernels`` is
     :class:`CupyKernels`; the tests drive the same code with numpy and host-compiled twins of
     the same kernel bodies.
@@ -276,9 +283,9 @@ class FusedSweep:
                      st=cache.st, c=cache.c, mask=m, pred=fp.pred[s], succ=fp.succ[s],
                      prm=prm, cst=cst, start=start, k=k, next_start=next_start,
                      next_k=next_k, B=B, H=H, nd=n, N=N, G=G, S=S, P=P, masked=masked,
-                     dz=dZ, dcp=dcp, dprm=dprm, **offsets)  # 1b' pull, 5', 4'-2'.
+                     dz=dZ, dcp=dcp, dprm=dprm, **offsets)  # 1b'(pull), 5', 4'-2'.
             dhp[start:stop, ...] = xp.reshape(xp.reshape(dZ[start:stop, ...], (k * B, G)) @ UT,
-                                              (k, B, n * H))  # 1b'. dh_prev = dz Uᵀ
+                                              (k, B, n * H))  # 1b'(share). dh_prev = dz Uᵀ
         if P:  # the cell's own parameters: every cell's share, summed once
             total = xp.sum(xp.reshape(dprm, (N * B, P)), axis=0)
             o = 0
@@ -287,7 +294,7 @@ class FusedSweep:
                 grads[key] = grads[key] + xp.reshape(total[o:o + size], shape)
                 o += size
         dh0 = dc0 = None
-        if want_state:  # 1b'. shares of predecessors outside the grid: the initial state
+        if want_state:  # 1b'(share). predecessors outside the grid: the initial state
             dh0 = xp.zeros((B, H), dtype=dout_w.dtype)
             dc0 = xp.zeros((B, H), dtype=dout_w.dtype)
             for d in range(n):

@@ -11,6 +11,12 @@ two can be read side by side (pinned by a test); comments are stripped before co
 through offsets the launcher reads off the gate layout (``off_i``, ``off_f``, ``off_o``,
 ``off_g``, in units of H), never through re-typed numbers. The one sigmoid of this language is
 ``mdl_sigmoid`` in the preamble; every kernel that needs σ uses it.
+
+The sweep's own steps, as numbered in ``sweep.py`` (the cells' steps 2-4 are in their bodies):
+
+    1a. zx = x W + b                    the layer, before the sweep (cuBLAS)
+    1b. z = zx + [h(p⁻_1) | … | h(p⁻_n)] U   per wavefront: the matmul on cuBLAS, the sum here
+    5. h, c = m ⊙ h, m ⊙ c             the sizes mask, inside the fused forward
 """
 
 from __future__ import annotations
@@ -138,7 +144,7 @@ BACKWARD = KernelSource(
     const long long out = (row * B + b) * H + j;
     T dh = dout[out];
     T dc = 0;
-    for (long long d = 0; d < nd; ++d) {  // 1b'. pull from the successors p⁺_d (wavefront s+1)
+    for (long long d = 0; d < nd; ++d) {  // 1b'(pull). from the successors p⁺_d (wavefront s+1)
         const long long sl = succ[d * k + r];  // position in wavefront s+1; next_k: none
         if (sl < next_k) {
             const long long q = next_start + sl;
@@ -263,7 +269,7 @@ LN_BACKWARD = KernelSource(
     for (long long j = 0; j < H; ++j) {
         T dh = dout[ho + j];
         T dc = 0;
-        for (long long d = 0; d < nd; ++d) {  // 1b'. pull from the successors p⁺_d (wavefront s+1)
+        for (long long d = 0; d < nd; ++d) {  // 1b'(pull). from the successors p⁺_d (wavefront s+1)
             const long long sl = succ[d * k + r];
             if (sl < next_k) {
                 const long long q = next_start + sl;
@@ -428,7 +434,7 @@ STABLE_BACKWARD = KernelSource(
     const long long qg = off_g * H + j;
     T dh = dout[out];
     T dc = 0;
-    for (long long d = 0; d < nd; ++d) {  // 1b'. pull from the successors p⁺_d (wavefront s+1)
+    for (long long d = 0; d < nd; ++d) {  // 1b'(pull). from the successors p⁺_d (wavefront s+1)
         const long long sl = succ[d * k + r];
         if (sl < next_k) {
             const long long q = next_start + sl;
@@ -513,7 +519,7 @@ LEAKYLP_BACKWARD = KernelSource(
     const long long qg = off_g * H + j;
     T dh = dout[out];
     T dc = 0;
-    for (long long d = 0; d < nd; ++d) {  // 1b'. pull from the successors p⁺_d (wavefront s+1)
+    for (long long d = 0; d < nd; ++d) {  // 1b'(pull). from the successors p⁺_d (wavefront s+1)
         const long long sl = succ[d * k + r];
         if (sl < next_k) {
             const long long q = next_start + sl;
@@ -610,7 +616,7 @@ PEEPHOLE_BACKWARD = KernelSource(
     const long long qi = off_i * H + j, qo = off_o * H + j, qg = off_g * H + j;
     T dh = dout[out];
     T dc = 0;
-    for (long long d = 0; d < nd; ++d) {  // 1b'. pull from the successors p⁺_d (wavefront s+1)
+    for (long long d = 0; d < nd; ++d) {  // 1b'(pull). from the successors p⁺_d (wavefront s+1)
         const long long sl = succ[d * k + r];
         if (sl < next_k) {
             const long long q = next_start + sl;

@@ -69,7 +69,7 @@ class GravesCell(Cell):
 
 
 def gates_backward(xp, lay: GateLayout, dc, d_o, sig, g, c_prev):
-    """Steps 3b-2b of Graves' cell, shared with the layer-norm cell (its 4b-3b).
+    """Steps 3'-2' of Graves' cell, shared with the layer-norm cell (its 4'-3').
 
     dc = ∂L/∂c(p) (all of it), d_o = ∂L/∂o, sig = σ[i | f_1..f_n | o], g = tanh(z_g), c_prev
     the n predecessor states -> (∂L/∂ packed pre-activations (k, B, G), dc(p⁻_d) list).
