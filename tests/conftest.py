@@ -17,3 +17,15 @@ settings.load_profile("ci" if os.environ.get("CI") else "default")
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the NVRTC compile table of tests/test_nvrtc.py (kernels, archs, registers,
+    spills) at the end of the run, where CI's log keeps it."""
+    import sys
+
+    module = sys.modules.get("test_nvrtc")
+    if module is not None and getattr(module, "REPORT", None):
+        terminalreporter.section("every CUDA kernel through NVRTC and ptxas")
+        for line in module.REPORT:
+            terminalreporter.write_line(line)
