@@ -18,13 +18,18 @@ newer than its NVRTC knows) is assembled by ``ptxas -v`` from the CUDA pip wheel
 reports registers, stack and spills. A kernel fails when NVRTC or ptxas rejects it, when it
 spills, or when it cannot run CuPy's default 128-thread blocks (registers · 128 > 65,536).
 
+The same sources go through NVRTC 13 as well (the ``nvidia-cuda-nvrtc`` wheel, through its C
+API, since CuPy's bindings are built for one CUDA major version), with ptxas's report taken
+from NVRTC's log (``-Xptxas=-v``).
+
 Needs the ``nvrtc`` extra (cupy-cuda12x, nvidia-cuda-nvrtc-cu12, nvidia-cuda-nvcc-cu12 for
-ptxas). Skipped with the reason when it is missing, except under CI (``CI=true``), where a
+ptxas, nvidia-cuda-nvrtc for CUDA 13). Skipped with the reason when it is missing, except under CI (``CI=true``), where a
 missing toolchain fails.
 """
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import os
 import pathlib
@@ -312,45 +317,129 @@ def _ptxas_report(ptx: bytes, arch: str, tmp: pathlib.Path):
     assert done.returncode == 0, done.stderr
     match = PTXAS.search(done.stdout + done.stderr)
     assert match, done.stdout + done.stderr
+    return _usage(match.group(0))
+
+
+WHEEL_LIBS = {"cuda12": ("cuda_nvrtc", "libnvrtc.so.12"), "cuda13": ("cu13", "libnvrtc.so.13")}
+
+
+def _nvrtc_library(toolkit):
+    """NVRTC of one CUDA major version from its pip wheel (nvidia-cuda-nvrtc-cu12, or
+    nvidia-cuda-nvrtc for 13), as a ctypes library; None when the wheel is not installed."""
+    folder, name = WHEEL_LIBS[toolkit]
+    spec = importlib.util.find_spec("nvidia")
+    for root in (spec.submodule_search_locations if spec else ()):
+        path = pathlib.Path(root) / folder / "lib" / name
+        if path.exists():
+            return ctypes.CDLL(str(path))
+    return None
+
+
+def _nvrtc_c(lib, source, options, flag, ptx=False):
+    """NVRTC through its C API (CuPy's bindings load one NVRTC per process, the newest they
+    find): CuPy's source and options, CuPy's ``--device-as-default-execution-space``, the
+    architecture ``flag``. Returns (binary, log); with ``ptx`` the PTX, else the cubin with
+    ptxas's report in the log (``-Xptxas=-v``)."""
+    prog = ctypes.c_void_p()
+    assert lib.nvrtcCreateProgram(ctypes.byref(prog), source.encode(), b"kern.cu", 0, None,
+                                  None) == 0
+    opts = [*options, "--device-as-default-execution-space", flag] + ([] if ptx else
+                                                                      ["-Xptxas=-v"])
+    opts = [o.encode() for o in opts]
+    try:
+        status = lib.nvrtcCompileProgram(prog, len(opts), (ctypes.c_char_p * len(opts))(*opts))
+        size = ctypes.c_size_t()
+        lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
+        log = ctypes.create_string_buffer(size.value)
+        lib.nvrtcGetProgramLog(prog, log)
+        text = log.value.decode(errors="replace")
+        if status != 0:
+            raise RuntimeError(f"NVRTC error {status}: {text}")
+        get_size, get = ((lib.nvrtcGetPTXSize, lib.nvrtcGetPTX) if ptx else
+                         (lib.nvrtcGetCUBINSize, lib.nvrtcGetCUBIN))
+        get_size(prog, ctypes.byref(size))
+        binary = ctypes.create_string_buffer(size.value)
+        get(prog, binary)
+        return binary.raw, text
+    finally:
+        lib.nvrtcDestroyProgram(ctypes.byref(prog))
+
+
+def _usage(text):
+    match = PTXAS.search(text)
+    assert match, text
     stack, spill_st, spill_ld, regs = map(int, match.groups())
     return dict(registers=regs, stack=stack, spill_stores=spill_st, spill_loads=spill_ld)
 
 
-def test_every_kernel_compiles_with_nvrtc(launches, monkeypatch, tmp_path):
+def _check(use, where, failures):
+    if use["spill_stores"] or use["spill_loads"]:
+        failures.append(f"{where}: spills {use}")
+    if use["registers"] * BLOCK > REGISTERS_PER_BLOCK:
+        failures.append(f"{where}: {use['registers']} registers cannot run {BLOCK}-thread blocks")
+
+
+def _row(name, dtype, index_32, arch, use):
+    return (f"{name:26} {dtype:8} {'i32' if index_32 else 'i64'}  sm_{arch}  "
+            f"{use['registers']:4d} regs  {use['stack']:4d} B stack  "
+            f"{use['spill_stores']:3d}/{use['spill_loads']:<3d} B spills")
+
+
+@pytest.mark.parametrize("toolkit", ["cupy", "cuda12", "cuda13"])
+def test_every_kernel_compiles_with_nvrtc(toolkit, launches, monkeypatch, tmp_path):
+    """cupy: CuPy's own NVRTC call (``compile_using_nvrtc``, a cubin for ``-arch=sm_XX``) for
+    every variant a launch uses, with the NVRTC CuPy loads: the run-time path itself.
+    cuda12: NVRTC 12 to PTX, assembled by the wheel's ptxas -v. cuda13: NVRTC 13 to a cubin,
+    ptxas's report from its log. Both on one variant per kernel, dtype and index width."""
     from cupy.cuda import nvrtc
 
-    version = ".".join(map(str, nvrtc.getVersion()))
-    failures, rows, assembled, cubins = [], [], set(), 0
+    lib = None
+    if toolkit == "cupy":
+        version = ".".join(map(str, nvrtc.getVersion()))
+    else:
+        lib = _nvrtc_library(toolkit)
+        if lib is None:
+            reason = f"NVRTC for {toolkit} is not installed (the nvrtc extra)"
+            if os.environ.get("CI") == "true":
+                pytest.fail(f"CI installs the nvrtc extra, but {reason}")
+            pytest.skip(reason)
+        major, minor = ctypes.c_int(), ctypes.c_int()
+        lib.nvrtcVersion(ctypes.byref(major), ctypes.byref(minor))
+        version = f"{major.value}.{minor.value}"
+    failures, rows, done, compiled = [], [], set(), 0
     for name, dtype, index_32, infos in _variants(launches):
-        kern = _kernel(name)
-        source, options = _cupy_source(kern, infos, monkeypatch)
+        if toolkit != "cupy" and (name, dtype, index_32) in done:
+            continue  # the same kernel with other array ranks
+        done.add((name, dtype, index_32))
+        source, options = _cupy_source(_kernel(name), infos, monkeypatch)
         for arch in ARCHS:
-            where = f"{name} {dtype} {'i32' if index_32 else 'i64'} sm_{arch}"
+            where = f"{toolkit} {name} {dtype} {'i32' if index_32 else 'i64'} sm_{arch}"
             try:
-                cubin = _nvrtc(source, options, arch, "cubin", monkeypatch)  # the run-time path
-                assert len(cubin) > 0
-                cubins += 1
-                if (name, dtype, index_32, arch) in assembled:
-                    continue  # the same kernel with other array ranks: compiled, not re-read
-                assembled.add((name, dtype, index_32, arch))
-                ptx = _nvrtc(source, options, arch, "ptx", monkeypatch)
-                use = _ptxas_report(ptx, arch, tmp_path)
-            except Exception as error:  # NVRTC's CompileException, ptxas errors
+                if toolkit == "cupy":
+                    assert len(_nvrtc(source, options, arch, "cubin", monkeypatch)) > 0
+                    compiled += 1
+                    continue
+                if toolkit == "cuda12":
+                    ptx, _ = _nvrtc_c(lib, source, options, f"-arch=compute_{arch}", ptx=True)
+                    use = _ptxas_report(ptx.rstrip(b"\0"), arch, tmp_path)
+                else:
+                    cubin, log = _nvrtc_c(lib, source, options, f"-arch=sm_{arch}")
+                    assert len(cubin) > 0
+                    use = _usage(log)
+                compiled += 1
+            except Exception as error:  # NVRTC's errors, ptxas errors
                 failures.append(f"{where}: {type(error).__name__}: {str(error)[:2000]}")
                 continue
-            rows.append(f"{name:26} {dtype:8} {'i32' if index_32 else 'i64'}  sm_{arch}  "
-                        f"{use['registers']:4d} regs  {use['stack']:4d} B stack  "
-                        f"{use['spill_stores']:3d}/{use['spill_loads']:<3d} B spills")
-            if use["spill_stores"] or use["spill_loads"]:
-                failures.append(f"{where}: spills {use}")
-            if use["registers"] * BLOCK > REGISTERS_PER_BLOCK:
-                failures.append(f"{where}: {use['registers']} registers cannot run {BLOCK}-"
-                                f"thread blocks")
-    REPORT[:] = [f"NVRTC {version}: {cubins} kernel variants compiled as CuPy compiles them "
-                 f"(cubin; every argument rank a launch uses); registers and spills from the "
-                 f"PTX through ptxas -v:"] + rows
+            rows.append(_row(name, dtype, index_32, arch, use))
+            _check(use, where, failures)
+    what = ("cubins through CuPy's own compile_using_nvrtc" if toolkit == "cupy" else
+            "from the source CuPy generates; registers and spills from ptxas -v")
+    REPORT.extend([f"{toolkit}: NVRTC {version}, {compiled} compiles ({len(done)} kernel "
+                   f"variants x sm_{', sm_'.join(ARCHS)}), {what}" + (":" if rows else "")]
+                  + rows)
     assert not failures, "\n".join(failures)
-    assert {r.split()[0] for r in rows} == {ks.name for ks in (*ck.KERNELS, ck.SIGMOID)}
+    assert {key[0] for key in done} == {ks.name for ks in (*ck.KERNELS, ck.SIGMOID)}
+    assert compiled >= 2 * len(done)
 
 
 def test_a_broken_kernel_fails_to_compile(launches, monkeypatch):
