@@ -3,6 +3,19 @@
     python -m benchmarks.gpu_check --from-bench DIR   # table from benchmarks.bench's output
     python -m benchmarks.gpu_check --time DIR          # own timing of a full training step
     python -m benchmarks.gpu_check --cells DIR         # every cell and the default model
+    python -m benchmarks.gpu_check --cell-steps DIR    # every cell's train step, S M L XL
+    python -m benchmarks.gpu_check --torch-cuda        # the torch bridge on CUDA tensors
+
+``--cell-steps`` is the table of the GPU check: a full training step (the layer, MSE, the hand
+backward, Adam) of every cell, float32, at S, M, L and XL, on cupy (CUDA events) and on the
+CPU backend (numba, else numpy), medians and the ratio. Compile time is left out (one warm-up
+call each); a time budget (``--budget``, seconds) bounds the whole table: what does not fit is
+printed as "skipped (budget)", never silently dropped.
+
+``--torch-cuda`` runs the torch bridge on CUDA tensors: ``torch.autograd.gradcheck`` of the
+MD-LSTM module in float64 on the GPU (the engine on cupy, tensors crossing by DLPack), and the
+same forward and backward inside a side stream (``torch.cuda.stream``), which must equal the
+default stream's: the bridge must run on torch's current stream.
 
 ``--cells`` covers every cell (Graves, peepholes, layer norm fixed and seed, stable, LeakyLP),
 the default ``MDLSTM`` and the default ``MD_LSTM`` model: which sweep ran on cupy (fused or
@@ -266,6 +279,132 @@ def cells_table(out: Path) -> str:
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------- every cell's step
+def _layer_step_fn(backend, kwargs, side, batch, hidden):
+    """One training step of an MD-LSTM layer: forward, MSE, the hand backward, Adam."""
+    from mdlstm_np import MDLSTM
+    from mdlstm_np.losses import mse
+    from mdlstm_np.optim import Adam
+
+    layer = MDLSTM(1, hidden, ndim=2, backend=backend, dtype="float32", **kwargs)
+    be = layer.be
+    rng = np.random.default_rng(0)
+    params = layer.init_params(rng)
+    x = be.asarray(rng.random((batch, side, side, 1)), dtype="float32")
+    t = be.asarray(rng.random((batch, side, side, hidden)) * 0.1, dtype="float32")
+    opt = Adam(params)
+
+    def step():
+        out, cache = layer.forward(params, x)
+        loss, dy = mse(be, out, t)
+        _, grads = layer.backward(dy, cache)
+        opt.step(params, grads)
+        return loss
+
+    return be, step
+
+
+def _median_step(be, step, reps, deadline):
+    """Median seconds of ``step`` after one warm-up call; fewer repetitions near the deadline
+    (at least one). The warm-up's own time is kept apart (it includes compilation)."""
+    t0 = time.perf_counter()
+    step()
+    be.synchronize()
+    first = time.perf_counter() - t0
+    times = []
+    for _ in range(reps):
+        if times and time.monotonic() + statistics.median(times) > deadline:
+            break
+        if be.name == "cupy":
+            import cupy
+
+            start, stop = cupy.cuda.Event(), cupy.cuda.Event()
+            start.record()
+            step()
+            stop.record()
+            stop.synchronize()
+            times.append(cupy.cuda.get_elapsed_time(start, stop) / 1e3)
+        else:
+            t0 = time.perf_counter()
+            step()
+            be.synchronize()
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times), len(times), first
+
+
+def format_cell_steps(rows, gpu="cupy", cpu="numba") -> str:
+    """The table: one line per (configuration, cell), both medians in ms and their ratio."""
+    lines = [f"{'config':<22} {'cell':<10} {gpu + ' ms':>10} {cpu + ' ms':>10} "
+             f"{cpu + '/' + gpu:>12}   (float32 train step, medians; compile time excluded)"]
+    for r in rows:
+        g, c = r.get(gpu), r.get(cpu)
+        ratio = f"{c / g:12.1f}" if g and c else f"{'-':>12}"
+        cols = [f"{v * 1e3:10.3f}" if v else f"{r.get(b + '_note', '-'):>10}"
+                for v, b in ((g, gpu), (c, cpu))]
+        lines.append(f"{r['config']:<22} {r['cell']:<10} {cols[0]} {cols[1]} {ratio}")
+    return "\n".join(lines)
+
+
+def cell_steps_table(out: Path, configs=("S", "M", "L", "XL"), budget=240.0, gpu="cupy",
+                     cpu=None, sizes=None) -> str:
+    """Every cell's training step on ``gpu`` and ``cpu`` at each configuration (``sizes``:
+    name -> (side, batch, hidden), default ``CONFIGS``), within ``budget`` seconds."""
+    from mdlstm_np.backends import get_backend, numba_available
+
+    sizes = sizes or CONFIGS
+    cpu = cpu or ("numba" if numba_available() else "numpy")
+    deadline = time.monotonic() + budget
+    rows = []
+    for name in configs:
+        side, batch, hidden = sizes[name]
+        for cell, kwargs in CELLS.items():
+            row = {"config": f"{name} {side}x{side} B{batch} H{hidden}", "cell": cell}
+            for backend in dict.fromkeys((gpu, cpu)):
+                if time.monotonic() > deadline - 5:
+                    row[f"{backend}_note"] = "skipped"
+                    continue
+                try:
+                    be, step = _layer_step_fn(get_backend(backend), kwargs, side, batch, hidden)
+                    reps = REPS.get(name, 3) if backend == gpu else max(1, REPS.get(name, 3) // 4)
+                    row[backend], row[f"{backend}_reps"], row[f"{backend}_first_s"] = \
+                        _median_step(be, step, reps, deadline)
+                except Exception as e:  # noqa: BLE001 - reported in the table, the rest goes on
+                    row[f"{backend}_note"] = type(e).__name__
+            rows.append(row)
+            print(format_cell_steps([row], gpu, cpu).splitlines()[1], flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "cell_steps.json").write_text(json.dumps(rows, indent=1))
+    return format_cell_steps(rows, gpu, cpu)
+
+
+# --------------------------------------------------------------------------- torch on CUDA
+def torch_bridge_check(device="cuda") -> str:
+    """gradcheck of the torch module on ``device`` tensors (float64), and the same pass on a
+    side stream equal to the default stream's (CUDA only). Returns a one-line summary; raises
+    AssertionError on a mismatch."""
+    import torch
+
+    from mdlstm_np.torch import MDLSTM as TorchMDLSTM
+
+    torch.manual_seed(0)
+    backend = "cupy" if device == "cuda" else "numpy"
+    m = TorchMDLSTM(2, 3, 2, backend=backend, dtype="float64").to(device)
+    x = torch.rand(2, 3, 4, 2, dtype=torch.float64, device=device, requires_grad=True)
+    ok = torch.autograd.gradcheck(lambda t: m(t), (x,), eps=1e-6, atol=1e-6)
+    out = m(x)
+    (g,) = torch.autograd.grad(out.sum(), x)
+    note = f"gradcheck on {device}: {ok}"
+    if device == "cuda":
+        side = torch.cuda.Stream()
+        with torch.cuda.stream(side):
+            out2 = m(x)
+            (g2,) = torch.autograd.grad(out2.sum(), x)
+        side.synchronize()
+        assert torch.equal(out, out2) and torch.equal(g, g2), "side stream differs"
+        note += "; side stream = default stream"
+    return note
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.gpu_check", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -274,13 +413,26 @@ def main(argv=None):
     g.add_argument("--time", type=Path, help="time a training step; write DIR/train_step.json")
     g.add_argument("--cells", type=Path, help="every cell and the default model on cupy; "
                                               "write DIR/cells.json")
-    p.add_argument("--configs", default="S,M,L,XL", help="with --time (default: S,M,L,XL)")
+    g.add_argument("--cell-steps", type=Path, help="every cell's train step on cupy and the "
+                                                   "CPU; write DIR/cell_steps.json")
+    g.add_argument("--torch-cuda", action="store_true", help="the torch bridge on CUDA tensors")
+    p.add_argument("--configs", default="S,M,L,XL", help="with --time, --cell-steps "
+                                                          "(default: S,M,L,XL)")
+    p.add_argument("--budget", type=float, default=240.0, help="with --cell-steps: seconds")
     a = p.parse_args(argv)
     try:
         if a.from_bench:
             print(table_from_bench(a.from_bench))
         elif a.cells:
             print(cells_table(a.cells))
+        elif a.torch_cuda:
+            print(torch_bridge_check("cuda"))
+        elif a.cell_steps:
+            configs = [c.strip().upper() for c in a.configs.split(",")]
+            bad = [c for c in configs if c not in CONFIGS]
+            if bad:
+                raise ValueError(f"--configs: expected names from {list(CONFIGS)}, got {bad}")
+            print(cell_steps_table(a.cell_steps, configs, a.budget))
         else:
             configs = [c.strip().upper() for c in a.configs.split(",")]
             bad = [c for c in configs if c not in CONFIGS]

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The GPU check, in one run (< 5 min): show the GPU, run the cupy tests, check every cell and
-# the default model on cupy against numpy, time them, and run the benchmark. See
-# benchmarks/README_gpu.md.
+# The GPU check, in one run (< 10 min): show the GPU, run the cupy tests, check every cell and
+# the default model on cupy against numpy, run the demo on cupy (the default run, and every other
+# task at small settings), the torch bridge on CUDA tensors, and print the table: every cell's
+# float32 training step on cupy and on numba at S, M, L and XL (256x256, batch 32, hidden 64).
+# See benchmarks/README_gpu.md and docs/gpu.md.
 #
 #   bash benchmarks/gpu_check.sh            # from anywhere; results in $OUT (default gpu_check_out/)
 #
@@ -11,7 +13,8 @@
 # first with  pip install --no-deps --no-build-isolation -e . ). array-api-compat, when
 # missing, is taken from SciPy's vendored copy (mdlstm_np/backends/cupy.py); tqdm and
 # matplotlib are needed only by the demo, whose GPU test is then skipped with the reason.
-# Time limits per step (120 + 75 + 45 + 30 s) keep the whole run under 5 minutes.
+# Time limits per step (90 + 60 + 100 + 4 x 35 + 50 + 150 s = 590 s) keep the whole run under
+# 10 minutes; each step fails on its own (the log says which), the others still run.
 # Exit status: 0 when every step passed, 1 otherwise (the log says which step failed).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -57,24 +60,34 @@ if [ "$reason" != "ok" ]; then
 fi
 
 step "3. cupy tests (tests/test_cupy.py: host twins of every fused kernel, GPU parity and FD)"
-timeout 120 "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_cupy.py \
+timeout 90 "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_cupy.py \
     --junitxml="$OUT/test_cupy.xml" || { echo "cupy tests FAILED"; status=1; }
 
 step "4. every cell and the default model on cupy (parity with numpy, M timings)"
-timeout 75 "$PY" -m benchmarks.gpu_check --cells "$OUT/cells" | tee "$OUT/cells.txt" \
+timeout 60 "$PY" -m benchmarks.gpu_check --cells "$OUT/cells" | tee "$OUT/cells.txt" \
     || { echo "cell check FAILED"; status=1; }
 
-step "5. benchmark: S, M, L on cupy and on the CPU backend (float32)"
-cpu=$("$PY" -c "from mdlstm_np.backends import numba_available as n; print('numba' if n() else 'numpy')")
-if [ -f "$ROOT/benchmarks/bench.py" ] && timeout 45 "$PY" -m benchmarks.bench --backends "cupy,$cpu" \
-        --configs S,M,L --dtype float32 --repeats 5 --budget 1.5 --no-compile \
-        --out "$OUT/bench"; then
-    "$PY" -m benchmarks.gpu_check --from-bench "$OUT/bench" | tee "$OUT/table.txt" || status=1
-else
-    echo "benchmarks.bench missing, failed or slow: timing a full training step here instead"
-    timeout 30 "$PY" -m benchmarks.gpu_check --time "$OUT/train_step" --configs S,M \
-        | tee "$OUT/table.txt" || status=1
-fi
+step "5. python demo.py --backend cupy (the default run: the seed's three models, 1000 steps)"
+timeout 100 "$PY" demo.py --backend cupy --no-progress --out "$OUT/demo_diagonal" --overwrite \
+    || { echo "demo (diagonal) on cupy FAILED"; status=1; }
+
+step "6. every other demo task on cupy, small settings"
+for task in "gaussian --epochs 1 --train 64 --val 32" "digits --epochs 1 --train 128 --val 128" \
+            "diagonal3d --epochs 1 --train 32 --val 16" "lines --epochs 1 --train 64 --val 16"; do
+    name=${task%% *}
+    # shellcheck disable=SC2086  # the task's flags are split on purpose
+    timeout 35 "$PY" demo.py --backend cupy --no-progress --task $task --out "$OUT/demo_$name" \
+        --overwrite > "$OUT/demo_$name.log" 2>&1 \
+        && echo "  $name: ok ($(tail -n 1 "$OUT/demo_$name.log"))" \
+        || { echo "  $name on cupy FAILED:"; tail -n 5 "$OUT/demo_$name.log"; status=1; }
+done
+
+step "7. the torch bridge on CUDA tensors (gradcheck, DLPack, torch's current stream)"
+timeout 50 "$PY" -m benchmarks.gpu_check --torch-cuda || { echo "torch on CUDA FAILED"; status=1; }
+
+step "8. the table: every cell's float32 train step, cupy vs the CPU backend, S M L XL"
+timeout 150 "$PY" -m benchmarks.gpu_check --cell-steps "$OUT/cell_steps" --budget 130 \
+    | tee "$OUT/table.txt" || { echo "cell-step table FAILED"; status=1; }
 echo
 echo "gpu_check: done, status $status; log and results in $OUT"
 exit $status

@@ -47,3 +47,15 @@ def pytest_collection_modifyitems(config, items):
         if (module in CORE_MODULES and item.get_closest_marker("slow") is None
                 and not _launches_a_process(getattr(item, "function", None))):
             item.add_marker(pytest.mark.core)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the NVRTC compile table of tests/test_nvrtc.py (kernels, archs, registers,
+    spills) at the end of the run, where CI's log keeps it."""
+    import sys
+
+    module = sys.modules.get("test_nvrtc")
+    if module is not None and getattr(module, "REPORT", None):
+        terminalreporter.section("every CUDA kernel through NVRTC and ptxas")
+        for line in module.REPORT:
+            terminalreporter.write_line(line)
