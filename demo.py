@@ -111,7 +111,8 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
                 argument_default=argparse.SUPPRESS if suppress else None,
                 epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", default=d("diagonal"), choices=TASKS,
-                   help="diagonal (default, the seed's), gaussian, digits or diagonal3d")
+                   help="diagonal (default, the seed's), " + ", ".join(TASKS[1:-1])
+                   + f" or {TASKS[-1]}")
     p.add_argument("--epochs", type=integer, default=d(None),
                    help="passes over the training set (not diagonal; default per task)")
     p.add_argument("--train", type=integer, default=d(None), metavar="N",

@@ -103,18 +103,24 @@ def save_plot(path, hists, record=None):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from mdlstm_np.experiment.plots import marker, scale_y, settings_text
+
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for kind, h in hists.items():
         for ax, key in zip(axes, ("relevant", "loss")):
-            ax.plot(h["step"], h[key], lw=0.6, alpha=0.35)
+            ax.plot(h["step"], h[key], lw=0.6, alpha=0.35, marker=marker(len(h[key])),
+                    markersize=3)
             k = 25  # running median, to see the trend through the per-batch noise
             med = [np.median(h[key][max(0, i - k):i + 1]) for i in range(len(h[key]))]
             ax.plot(h["step"], med, lw=1.8, label=kind, color=ax.lines[-1].get_color())
-    for ax, title in zip(axes, ("relevant loss (second one's target)", "overall MSE")):
-        ax.set_yscale("log")
+    for ax, key, title in zip(axes, ("relevant", "loss"),
+                              ("relevant loss (second one's target)", "overall MSE")):
+        scale_y(ax, *(h[key] for h in hists.values()))
         ax.set_xlabel("step")
         ax.set_title(title)
         ax.legend()
+    if record is not None:
+        fig.suptitle(settings_text(record.get("settings", record)), fontsize=9)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     try:  # atomic: readers see the old file or the complete new one

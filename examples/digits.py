@@ -48,7 +48,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import tempfile
 import time
 
 # The matrices are tiny ((k·B, 2H)·(2H, 5H) per wavefront): extra BLAS threads only add
@@ -114,35 +113,34 @@ def train(kind: str, args, data, be, progress: bool):
 
 
 # --------------------------------------------------------------------------- output
-def save_plot(path: str, hists: dict):
-    """Test accuracy and training loss per epoch, every model; written atomically."""
+def save_plot(path: str, hists: dict, settings: dict = None):
+    """Test accuracy and training loss per epoch, every model, the run's settings above them;
+    written atomically. One epoch is one visible point (markers), epochs are whole numbers."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from mdlstm_np.experiment.atomic import atomic_write
+    from mdlstm_np.experiment.plots import epoch_axis, marker, scale_y, settings_text
+
     fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(10, 4))
     for kind, h in hists.items():
-        ax_acc.plot(h["epoch"], [100 * a for a in h["test_acc"]], label=kind)
-        ax_loss.plot(h["epoch"], h["train_loss"], label=kind)
-    ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)", title="digits: test accuracy")
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", yscale="log",
-                title="training loss (shifted images)")
+        dot = marker(len(h["epoch"]))
+        ax_acc.plot(h["epoch"], [100 * a for a in h["test_acc"]], marker=dot, markersize=3,
+                    label=kind)
+        ax_loss.plot(h["epoch"], h["train_loss"], marker=dot, markersize=3, label=kind)
+    scale_y(ax_loss, *(h["train_loss"] for h in hists.values()))
+    ax_acc.set(ylabel="test accuracy (%)", title="digits: test accuracy")
+    ax_loss.set(ylabel="cross-entropy", title="training loss (shifted images)")
     for ax in (ax_acc, ax_loss):
+        epoch_axis(ax)
         ax.grid(alpha=0.3)
         ax.legend()
+    if settings:
+        fig.suptitle(settings_text(settings), fontsize=9)
     fig.tight_layout()
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".png", dir=folder)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110, format="png")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)  # atomic: a reader sees the old file or the complete new one
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), suffix=".png")
     finally:
         plt.close(fig)
 
@@ -168,6 +166,8 @@ def parse_args(argv=None):
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--plot", default=None, metavar="PNG",
                     help="save learning curves there (evaluates the test set every epoch)")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="replace an existing --plot file (refused otherwise, before training)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
     models = [m.strip().lower() for m in args.models.split(",") if m.strip()]
@@ -183,6 +183,8 @@ def parse_args(argv=None):
         fail(f"lr: expected a finite number > 0, got {args.lr}")
     if not 0 <= args.shift < 8:
         fail(f"shift: expected an integer in [0, 7], got {args.shift}")
+    if args.plot:
+        cli.check_output_file(PROG, args.plot, args.overwrite, flag="plot")
     return args
 
 
@@ -209,7 +211,9 @@ def main(argv=None) -> int:
         print(f"{kind:<11} | {args.readout:<7} | {n_params:>7} | {100 * acc:7.2f}% | "
               f"{secs:5.0f}s")
     if args.plot:
-        save_plot(args.plot, hists)
+        save_plot(args.plot, hists, settings=dict(
+            hidden=args.hidden, batch=args.batch, lr=args.lr, epochs=args.epochs,
+            dtype=args.dtype, seed=args.seed, backend=be.name))
         print(f"wrote {args.plot}")
     return 0
 

@@ -81,6 +81,8 @@ def parse_args(argv=None):
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"),
                    help="precision (default: float32)")
     p.add_argument("--out", default="lines_out", help="output folder (default: lines_out)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier run's results in --out (refused otherwise)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     for name in ("steps", "epochs"):
@@ -105,6 +107,9 @@ def parse_args(argv=None):
     if args.steps is None and args.epochs is None:
         args.steps = 12000
     return args
+
+
+RESULTS = ("curves.tsv", "evals.tsv", "learning_curves.png", "lines.png")  # + metrics.json
 
 
 def _write_text(path, text):
@@ -163,10 +168,13 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from mdlstm_np.experiment.handwriting import plot_curves, plot_lines, train_lines
 
-    try:
-        os.makedirs(args.out, exist_ok=True)
-    except OSError as e:
-        fail(f"--out: cannot create {args.out!r}: {e.strerror}")
+    from mdlstm_np.experiment.runrecord import OutputError, prepare_output
+
+    try:  # before training, by the demo's rule: another run's results only with --overwrite
+        prepare_output(args.out, patterns=RESULTS, config_name="metrics.json",
+                       overwrite=args.overwrite, need_bytes=2_000_000, can_resume=False)
+    except OutputError as e:
+        fail(str(e))
     try:
         result = train_lines(args.steps, epochs=args.epochs, batch=args.batch, h1=args.h1,
                              f2=args.f2, h2=args.hidden, lr=args.lr, seed=args.seed,

@@ -12,7 +12,10 @@ at (r, c), directly above p. The MD-LSTM's map covers the quadrant above-left of
 everything before p in reading order, the row LSTM's only its own row to the left of p: it
 cannot see the first one, which is why it never learns the task (the seed's result).
 
-Writes the figure (default ``docs/receptive_fields.png``) atomically and prints, per model, the
+Writes the figure (default ``demo_out/receptive_fields.png``; ``docs/receptive_fields.png`` is
+made with ``--out docs/receptive_fields.png --overwrite``) atomically, after checking before
+training that its folder is writable and that it replaces no earlier figure unless
+``--overwrite`` is given, and prints, per model, the
 relevant loss at the end and how strongly p's output depends on the first one's input cell
 (relative to the map's maximum).
 """
@@ -33,8 +36,7 @@ from mdlstm_np.experiment import cli  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 PROG = "receptive_fields.py"
-DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs",
-                           "receptive_fields.png")
+DEFAULT_OUT = os.path.join("demo_out", "receptive_fields.png")  # never the tracked docs/ figure
 
 
 def fail(message: str, status: int = 2):
@@ -54,7 +56,9 @@ def parse_args(argv=None):
     p.add_argument("--backend", default="auto", choices=("auto", "numpy", "numba", "cupy"),
                    help="array backend (default: auto, numba on a CPU when installed)")
     p.add_argument("--out", default=DEFAULT_OUT,
-                   help="the PNG to write (default: docs/receptive_fields.png)")
+                   help="the PNG to write (default: demo_out/receptive_fields.png)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out file (refused otherwise, before training)")
     p.add_argument("--no-multidir", action="store_true",
                    help="leave out the 4-direction MD-LSTM panel")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -67,6 +71,7 @@ def parse_args(argv=None):
         fail(f"--hidden: expected an integer >= 1, got {args.hidden}")
     if args.seed < 0:
         fail(f"--seed: expected an integer >= 0, got {args.seed}")
+    cli.check_output_file(PROG, args.out, args.overwrite, flag="out")
     return args
 
 

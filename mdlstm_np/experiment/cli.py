@@ -64,3 +64,21 @@ def number(text: str) -> float:
     if not (math.isfinite(v) and v > 0):
         raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
     return v
+
+
+def check_output_file(prog: str, path: str, overwrite: bool, flag: str = "out",
+                      need_bytes: int = 1_000_000) -> None:
+    """Before any training, the demo's rule for a script that writes one file (a figure):
+    its folder is created and must be writable with ``need_bytes`` free, and an existing file
+    (an earlier run's) is replaced only with ``overwrite`` (``runrecord.prepare_output``).
+    Otherwise one line ``prog: error: --flag: ...`` and exit status 2."""
+    import os
+
+    from .runrecord import OutputError, prepare_output
+
+    try:
+        prepare_output(os.path.dirname(os.path.abspath(path)), patterns=(os.path.basename(path),),
+                       config_name=os.path.basename(path), overwrite=overwrite,
+                       need_bytes=need_bytes, can_resume=False, flag=flag)
+    except OutputError as e:
+        fail(prog, str(e))

@@ -428,23 +428,33 @@ def _save(fig, path) -> str:
 
 
 def plot_curves(result, path):
-    """Loss per step (and its running mean) and the test CER at each evaluation."""
+    """Loss per step (and its running mean) and the test CER at each evaluation, with the
+    run's settings above them."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .plots import marker, scale_y, settings_text
+
     steps = np.array([r["step"] for r in result.curve])
     loss = np.array([r["loss"] for r in result.curve])
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
-    a.plot(steps, loss, color="0.8", lw=0.5, label="per step")
+    a.plot(steps, loss, color="0.8", lw=0.5, marker=marker(len(steps)), markersize=3,
+           label="per step")
     k = max(1, len(loss) // 100)
     a.plot(steps[k - 1:], np.convolve(loss, np.ones(k) / k, mode="valid"), label=f"mean of {k}")
-    a.set(xlabel="step", ylabel="CTC loss per line", yscale="log", title="training loss")
+    scale_y(a, loss)
+    a.set(xlabel="step", ylabel="CTC loss per line", title="training loss")
     a.legend()
     ev = [(0, result.untrained_cer)] + [(e["step"], e["test_cer"]) for e in result.evals]
     b.plot(*zip(*ev), "o-")
-    b.set(xlabel="step", ylabel="CER", yscale="log", title="test CER (greedy decoding)")
+    scale_y(b, [c for _, c in ev])
+    b.set(xlabel="step", ylabel="CER", title="test CER (greedy decoding)")
     b.grid(alpha=0.3)
+    settings = dict(getattr(result, "settings", None) or {})
+    if settings:
+        settings.setdefault("hidden", settings.get("h2"))
+        fig.suptitle(settings_text(settings), fontsize=9)
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
@@ -472,7 +482,11 @@ def plot_lines(result, path, n=8):
         ax.set_axis_off()
         ax.text(1.01, 0.5, f"true {true}\npred {pred}", transform=ax.transAxes, va="center",
                 family="monospace", fontsize=8, color="black" if pred == true else "red")
-    fig.suptitle(f"test lines (CER {result.test_cer:.3f})", fontsize=9)
+    from .plots import settings_text
+
+    settings = dict(getattr(result, "settings", None) or {})
+    fig.suptitle(f"test lines (CER {result.test_cer:.3f})"
+                 + (f"\n{settings_text(settings)}" if settings else ""), fontsize=9)
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)

@@ -12,8 +12,35 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .atomic import atomic_write  # noqa: E402
+
+DECADE = 10.0  # a log axis only when the positive values span at least this ratio
+FEW_POINTS = 30  # below this many points a curve gets markers (one point is still visible)
+
+
+def scale_y(ax, *series) -> str:
+    """Log-scale ``ax``'s y axis when the positive finite values of ``series`` span at least a
+    decade, else linear (a log axis over a narrow range shows no tick labels worth reading).
+    Returns the scale chosen."""
+    values = np.concatenate([np.ravel(np.asarray(s, dtype=float)) for s in series] or [[]])
+    values = values[np.isfinite(values) & (values > 0)]
+    scale = "log" if values.size and values.max() >= DECADE * values.min() else "linear"
+    ax.set_yscale(scale)
+    return scale
+
+
+def epoch_axis(ax, label: str = "epoch") -> None:
+    """An x axis of whole epochs: integer ticks only."""
+    ax.set_xlabel(label)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+
+
+def marker(n: int):
+    """The marker for a curve of ``n`` points: dots when there are few (a single point is
+    drawn), none when the line alone shows the curve."""
+    return "o" if n < FEW_POINTS else None
 
 
 def _save(fig, path: str) -> str:
@@ -39,11 +66,13 @@ def plot_losses(logs: dict, column: str, path: str, *, title: str = None,
     if not logs:
         raise ValueError("logs: expected at least one model's rows, got none")
     fig, ax = plt.subplots(figsize=(7, 4))
+    drawn = []
     for name, rows in logs.items():
         s = np.array([r["steps"] for r in rows], dtype=float)
-        v = np.array([r[column] for r in rows], dtype=float)
-        ax.plot(s, np.maximum(v, 1e-12), label=name, linewidth=0.8)  # log axis: keep v > 0
-    ax.set_yscale("log")
+        v = np.maximum(np.array([r[column] for r in rows], dtype=float), 1e-12)  # log: v > 0
+        ax.plot(s, v, label=name, linewidth=0.8, marker=marker(len(s)), markersize=3)
+        drawn.append(v)
+    scale_y(ax, *drawn)
     ax.set_xlabel("step")
     ax.set_ylabel(column.replace("_", " "))
     head = title or {"overall_loss": "MSE over all cells",
@@ -142,21 +171,27 @@ def plot_histories(histories: dict, path: str, *, settings: dict = None, task: s
     acc = all("val_accuracy" in rows[0] for rows in histories.values() if rows)
     fig, axes = plt.subplots(1, 2 if acc else 1, figsize=(11 if acc else 7, 4), squeeze=False)
     ax = axes[0, 0]
+    drawn = []
     for i, (name, rows) in enumerate(histories.items()):
         e = [r["epoch"] for r in rows]
-        color = f"C{i}"
-        ax.plot(e, [max(r["loss"], 1e-12) for r in rows], color=color, label=f"{name} train")
+        color, dot = f"C{i}", marker(len(rows))
+        drawn.append([max(r["loss"], 1e-12) for r in rows])
+        ax.plot(e, drawn[-1], color=color, marker=dot, markersize=3, label=f"{name} train")
         if rows and "val_loss" in rows[0]:
-            ax.plot(e, [max(r["val_loss"], 1e-12) for r in rows], color=color, linestyle="--",
-                    marker="." if len(rows) < 30 else None, label=f"{name} {val_label}")
+            drawn.append([max(r["val_loss"], 1e-12) for r in rows])
+            ax.plot(e, drawn[-1], color=color, linestyle="--", marker=dot, markersize=3,
+                    label=f"{name} {val_label}")
         if acc:
-            axes[0, 1].plot(e, [100 * r["val_accuracy"] for r in rows], color=color, label=name)
-    ax.set(yscale="log", xlabel="epoch", ylabel="loss", title=f"{task}: loss")
+            axes[0, 1].plot(e, [100 * r["val_accuracy"] for r in rows], color=color,
+                            marker=dot, markersize=3, label=name)
+    scale_y(ax, *drawn)
+    epoch_axis(ax)
+    ax.set(ylabel="loss", title=f"{task}: loss")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     if acc:
-        axes[0, 1].set(xlabel="epoch", ylabel=f"{val_label} accuracy (%)",
-                       title=f"{task}: accuracy")
+        epoch_axis(axes[0, 1])
+        axes[0, 1].set(ylabel=f"{val_label} accuracy (%)", title=f"{task}: accuracy")
         axes[0, 1].grid(alpha=0.3)
         axes[0, 1].legend(fontsize=7)
     if settings:
@@ -185,15 +220,18 @@ def plot_gaussian_fields(examples: dict, histories: dict, metrics: dict, path: s
         ax.set(xticks=[], yticks=[], title=f"{kind}: a validation field")
         ax = axes[row, 1]
         names = list(metrics[kind]["models"])
+        drawn = []
         for i, name in enumerate(names):
             rows = histories[(kind, name)]
-            ax.plot([r["epoch"] for r in rows], [r["val_loss"] for r in rows], color=f"C{i}",
-                    marker="o", markersize=3, label=name)
+            drawn.append([r["val_loss"] for r in rows])
+            ax.plot([r["epoch"] for r in rows], drawn[-1], color=f"C{i}", marker="o",
+                    markersize=3, label=name)
         copy = metrics[kind]["copy_current_value_mse_interior"]
         ax.axhline(copy, color="0.4", linestyle="--", linewidth=1,
                    label="copy the current value\n(interior cells)")
-        ax.set(yscale="log", xlabel="epoch", ylabel="validation MSE",
-               title=f"{kind}: predict the next value to the right")
+        scale_y(ax, *drawn, [copy])
+        epoch_axis(ax)
+        ax.set(ylabel="validation MSE", title=f"{kind}: predict the next value to the right")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
         ax = axes[row, 2]
