@@ -189,8 +189,12 @@ def test_clear_errors():
         m(x, sizes=[[3, 3, 3]])
     with pytest.raises(ValueError, match=r"x: expected a CUDA tensor \(backend='cupy'\)"):
         MDLSTM(2, 3, 2, backend="cupy", dtype="float32")(x)
+    with pytest.raises(TypeError, match=r"x: expected dtype torch.float64 .* got torch.float32"):
+        MDLSTM(2, 3, 2, backend="numpy", dtype="float32").double()(x)  # .double() switches
+    mixed = MDLSTM(2, 3, 2, backend="numpy", dtype="float32")
+    mixed.W.data = mixed.W.data.double()                        # one parameter alone: refused
     with pytest.raises(TypeError, match=r"W: expected dtype torch.float32 .* got torch.float64"):
-        MDLSTM(2, 3, 2, backend="numpy", dtype="float32").double()(x)
+        mixed(x)
     with pytest.raises(ValueError, match=r"backend: expected one of auto, numpy, numba, cupy"):
         MDLSTM(2, 3, 2, backend="tpu")
     with pytest.raises(ValueError, match=r"hidden: expected an integer >= 1, got 0"):
@@ -334,3 +338,137 @@ def test_ddp_example_bad_flag_is_one_line():
                                 os.environ.get("PYTHONPATH", "")))
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and r.stderr.startswith("ddp.py: error: ")
+
+
+# --------------------------------------------------------------------------- like nn.LSTM
+BACKENDS = ["numpy", pytest.param("numba", marks=pytest.mark.skipif(
+    importlib.util.find_spec("numba") is None, reason="needs numba (the fast extra)"))]
+
+
+def _same_module(a, b, x):
+    assert torch.equal(a(x), b(x))
+    assert [n for n, _ in a.named_parameters()] == [n for n, _ in b.named_parameters()]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_deepcopy_pickle_and_torch_save_round_trip(backend, tmp_path):
+    import copy
+    import pickle
+
+    torch.manual_seed(0)
+    for m in (MDLSTM(2, 3, 2, backend=backend, dtype="float64"),
+              MultiDirectionalMDLSTM(2, 2, 2, backend=backend, dtype="float64", combine="sum")):
+        x = torch.rand(2, 3, 4, 2, dtype=torch.float64)
+        _same_module(m, copy.deepcopy(m), x)
+        _same_module(m, pickle.loads(pickle.dumps(m)), x)
+        torch.save(m, tmp_path / "m.pt")
+        _same_module(m, torch.load(tmp_path / "m.pt", weights_only=False), x)
+        twin = copy.deepcopy(m)
+        with torch.no_grad():
+            twin.U.add_(1.0) if hasattr(twin, "U") else twin.d0_U.add_(1.0)
+        assert not torch.equal(twin(x), m(x))                      # a copy, not a view
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_double_float_and_to_switch_the_engines_dtype(backend):
+    torch.manual_seed(0)
+    m = MDLSTM(2, 3, 2, backend=backend, dtype="float32")
+    x = torch.rand(2, 3, 3, 2)
+    y32 = m(x)
+    m.double()
+    assert m.dtype_name == "float64" and all(p.dtype == torch.float64 for p in m.parameters())
+    y64 = m(x.double())
+    assert y64.dtype == torch.float64 and torch.allclose(y64.float(), y32, atol=1e-6)
+    m.to(torch.float32)
+    assert m.dtype_name == "float32" and m(x).dtype == torch.float32
+    m.float().double().float()
+    assert torch.equal(m(x), y32)
+    with pytest.raises(TypeError, match=r"float16 is not supported: the engine runs in float32 "
+                                        r"or float64"):
+        m.half()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without CUDA")
+def test_moving_to_cuda_without_cuda_is_one_line_naming_the_fix():
+    m = MDLSTM(2, 3, 2, dtype="float32")
+    for move in (m.cuda, lambda: m.to("cuda")):
+        with pytest.raises(RuntimeError) as info:
+            move()
+        text = str(info.value)
+        assert "\n" not in text and "cannot move to CUDA" in text and "cupy" in text
+    assert all(p.device.type == "cpu" for p in m.parameters())    # nothing moved
+
+
+@pytest.mark.parametrize("first", ["sum", "square"])
+def test_double_backward_raises_whatever_the_outer_loss(first):
+    m = MDLSTM(2, 3, 2, backend="numpy", dtype="float64")
+    x = tiny_input(0)
+    out = m(x)
+    loss = out.sum() if first == "sum" else (out ** 2).sum()
+    with pytest.raises(RuntimeError, match="double backward is not supported"):
+        g, = torch.autograd.grad(loss, x, create_graph=True)
+        (loss + (g ** 2).sum()).backward()
+    out = m(x)                                                     # without create_graph: fine
+    g, = torch.autograd.grad(out.sum(), x)
+    assert torch.isfinite(g).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dx_comes_back_in_the_layers_dtype_bit_for_bit(backend):
+    """torch would cast a float32 dx back to float64 silently (and gradcheck's tolerance would
+    not see it): dx must equal the engine's float64 dx exactly."""
+    torch.manual_seed(1)
+    m = randomize(MDLSTM(2, 3, 2, backend=backend, dtype="float64"), 1)
+    x = tiny_input(1)
+    dout = torch.randn(2, 3, 3, 3, dtype=torch.float64)
+    m(x).backward(dout)
+    layer, _, _ = m._engine_for(x.device)
+    params = {k: p.detach().numpy() for k, p in m.engine_params().items()}
+    out, cache = layer.forward(params, x.detach().numpy())
+    dx, grads = layer.backward(dout.numpy(), cache)
+    assert x.grad.dtype == torch.float64 and np.array_equal(x.grad.numpy(), dx)
+    for k, p in m.engine_params().items():
+        assert np.array_equal(p.grad.numpy(), grads[k]), k
+
+
+# --------------------------------------------------------------------------- torch.compile
+class _Net(torch.nn.Module):
+    def __init__(self, backend):
+        super().__init__()
+        self.rnn = MultiDirectionalMDLSTM(1, 2, 2, backend=backend, dtype="float64",
+                                          combine="sum")
+        self.head = torch.nn.Linear(2, 1, dtype=torch.float64)
+
+    def forward(self, x):
+        return torch.sigmoid(self.head(torch.tanh(self.rnn(x))))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_torch_compile_equals_eager(backend):
+    torch.manual_seed(0)
+    net = _Net(backend)
+    x = torch.rand(2, 4, 3, 1, dtype=torch.float64)
+    compiled = torch.compile(net, fullgraph=True)                  # the engine: one opaque op
+    yc = compiled(x)
+    yc.sum().backward()
+    gc = {k: p.grad.clone() for k, p in net.named_parameters()}
+    net.zero_grad()
+    ye = net(x)
+    ye.sum().backward()
+    assert torch.equal(yc, ye)
+    for k, p in net.named_parameters():
+        torch.testing.assert_close(gc[k], p.grad, rtol=1e-12, atol=1e-14)
+
+
+def test_the_custom_operator_passes_opcheck():
+    from mdlstm_np.torch import engine_forward
+
+    torch.manual_seed(0)
+    m = randomize(MDLSTM(2, 2, 2, backend="numpy", dtype="float64"), 2)
+    x = tiny_input(2, (2, 3, 2, 2))
+    layer, _, key = m._engine_for(x.device)
+    params = [getattr(m, m.names[k]).detach().clone().requires_grad_()
+              for k in layer.param_shapes()]
+    torch.library.opcheck(engine_forward, (x, params, key, None))
+    torch.library.opcheck(engine_forward, (x, params, key, torch.tensor([[3, 2], [2, 1]])))
