@@ -55,7 +55,7 @@ import tracemalloc
 
 import numpy as np
 
-from mdlstm_np.experiment.atomic import atomic_write
+from mdlstm_np.training.atomic import atomic_write
 from mdlstm_np.backends import get_backend
 from mdlstm_np.mdlstm import MDLSTM
 from mdlstm_np.testing.reference import mdlstm_reference_forward
@@ -185,7 +185,8 @@ def make_model(be, cell, C, H, dtype, side=0):
     256×256, and the layer refuses it (NonFiniteError). On grids of side ≥ 64 the plain cell is
     therefore timed with forget bias −2 (Σ_d f_d ≈ 0.24: the state stays bounded). Its kernels
     have no data-dependent branches, so the time is the same as for any finite state."""
-    from mdlstm_np.experiment.models import Model, build_model
+    from mdlstm_np.training.model import Model
+    from mdlstm_np.demo.models import build_model
     from mdlstm_np.head import DenseSigmoid
 
     if CELLS[cell] is None:  # as the demo builds it

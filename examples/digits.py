@@ -58,14 +58,14 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-from mdlstm_np.experiment import cli  # noqa: E402
+from mdlstm_np.demo import cli  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from mdlstm_np import (GridModel, HorizontalSDLSTM, MultiDirectionalMDLSTM,  # noqa: E402
                        SnakeSDLSTM, fit, get_backend)
 from mdlstm_np.data import load_digits, random_shift  # noqa: E402
-from mdlstm_np.experiment.demotasks import DIGITS_CELL  # noqa: E402
+from mdlstm_np.demo.demotasks import DIGITS_CELL  # noqa: E402
 from mdlstm_np.readout import READOUTS  # noqa: E402
 
 PROG = "digits.py"

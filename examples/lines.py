@@ -3,7 +3,7 @@
     PYTHONPATH=. python examples/lines.py                 # the full run: 12000 steps or 14 min
     PYTHONPATH=. python examples/lines.py --steps 200 --out /tmp/lines
 
-Trains ``mdlstm_np.experiment.handwriting.HierarchicalMDRNN`` with CTC on lines composed from
+Trains ``mdlstm_np.demo.handwriting.HierarchicalMDRNN`` with CTC on lines composed from
 scikit-learn's handwritten digits (``mdlstm_np.data.lines``; test lines use only digit images
 never seen in training), with Adam, and writes to ``--out``:
 
@@ -14,7 +14,7 @@ never seen in training), with Adam, and writes to ``--out``:
     learning_curves.png   the loss and the test CER against the step
     lines.png             test lines with the true and the predicted digit strings
 
-Every file is written atomically (``mdlstm_np.experiment.atomic``). A bad flag prints one line
+Every file is written atomically (``mdlstm_np.training.atomic``). A bad flag prints one line
 and exits with status 2.
 """
 
@@ -30,7 +30,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-from mdlstm_np.experiment import cli  # noqa: E402
+from mdlstm_np.demo import cli  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -108,7 +108,7 @@ def parse_args(argv=None):
 
 
 def _write_text(path, text):
-    from mdlstm_np.experiment.atomic import atomic_write
+    from mdlstm_np.training.atomic import atomic_write
 
     def writer(tmp):
         with open(tmp, "w") as f:
@@ -138,7 +138,7 @@ def profile_step(result, batches=20, batch=16):
         layer = getattr(model, name)
         layer.forward = timed(f"{name} forward", layer.forward)
         layer.backward = timed(f"{name} backward", layer.backward)
-    from mdlstm_np.experiment.handwriting import _crop
+    from mdlstm_np.demo.handwriting import _crop
 
     rng = np.random.default_rng(0)
     total = 0.0
@@ -161,7 +161,7 @@ def profile_step(result, batches=20, batch=16):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from mdlstm_np.experiment.handwriting import plot_curves, plot_lines, train_lines
+    from mdlstm_np.demo.handwriting import plot_curves, plot_lines, train_lines
 
     try:
         os.makedirs(args.out, exist_ok=True)

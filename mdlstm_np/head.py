@@ -49,7 +49,7 @@ class DenseSigmoid:
     out_features : int
         K, outputs per cell (1 in the seed).
     backend : str or Backend
-        "numpy", "numba", "cupy" or "auto" (see :func:`mdlstm_np.backend.get_backend`).
+        "numpy", "numba", "cupy" or "auto" (see :func:`mdlstm_np.backends.get_backend`).
     dtype : "float32" or "float64"
     """
 

@@ -163,3 +163,12 @@ def check_rng(rng, name="rng"):
         raise TypeError(f"{name}: expected a numpy.random.Generator, got {type(rng).__name__}")
     return rng
 
+
+
+def check_lr(lr, name="lr") -> float:
+    """A learning rate: a finite real > 0 (Python or numpy), returned as a Python float.
+    Raises ValueError naming ``name`` otherwise."""
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not np.isfinite(lr) \
+            or not lr > 0:
+        raise ValueError(f"{name}: expected a finite number > 0, got {lr!r}")
+    return float(lr)

@@ -6,8 +6,8 @@ import pytest
 
 import mdlstm_np
 from mdlstm_np import MDLSTM, DenseLinear, GridModel, MultiDirectionalMDLSTM, fit
-from mdlstm_np.experiment.checkpoint import CheckpointError
-from mdlstm_np.experiment.train import TrainingDiverged
+from mdlstm_np.training.checkpoint import CheckpointError
+from mdlstm_np.training.guard import TrainingDiverged
 from mdlstm_np.readout import MeanPoolReadout
 
 

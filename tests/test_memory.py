@@ -1,14 +1,15 @@
-"""The memory estimate of ``experiment/memory.py`` against peaks measured with tracemalloc."""
+"""The memory estimate of ``demo/memory.py`` against peaks measured with tracemalloc."""
 
 import tracemalloc
 
 import numpy as np
 import pytest
 
-from mdlstm_np.experiment.memory import (available_bytes, check_memory, estimate_model_bytes,
+from mdlstm_np.demo.memory import (available_bytes, check_memory, estimate_model_bytes,
                                          human)
-from mdlstm_np.experiment.models import Model, build_model
-from mdlstm_np.experiment.tasks import random_diagonal
+from mdlstm_np.training.model import Model
+from mdlstm_np.demo.models import build_model
+from mdlstm_np.demo.tasks import random_diagonal
 from mdlstm_np.head import DenseSigmoid
 from mdlstm_np.losses import mse
 from mdlstm_np.multidir import MultiDirectionalMDLSTM

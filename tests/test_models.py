@@ -6,8 +6,9 @@ import pytest
 
 from mdlstm_np.testing.gradcheck import check_gradients, directional_check
 from mdlstm_np.losses import mse
-from mdlstm_np.experiment.models import MODEL_NAMES, Model, build_model
-from mdlstm_np.experiment.tasks import random_diagonal
+from mdlstm_np.training.model import Model
+from mdlstm_np.demo.models import MODEL_NAMES, build_model
+from mdlstm_np.demo.tasks import random_diagonal
 
 TOL = 1e-6
 
@@ -112,7 +113,7 @@ def test_head_loss_optim_and_training_loop_on_a_strict_array_api_backend():
     pytest.importorskip("array_api_strict")
     from mdlstm_np.backends.strict import StrictBackend
     from mdlstm_np.optim import SGD
-    from mdlstm_np.experiment.train import predict, train
+    from mdlstm_np.demo.train import predict, train
 
     be = StrictBackend()
     for name in MODEL_NAMES:

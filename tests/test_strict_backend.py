@@ -212,7 +212,7 @@ def test_head_and_losses_on_strict(sbe):
 
 @pytest.mark.parametrize("name", ["MD_LSTM", "HORIZONTAL_SD_LSTM", "SNAKE_SD_LSTM"])
 def test_models_on_strict(sbe, name):
-    from mdlstm_np.experiment.models import build_model
+    from mdlstm_np.demo.models import build_model
 
     res = {}
     for be in (Backend(), sbe):

@@ -25,8 +25,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..mdlstm import MDLSTM
-from .fit import fit, predict
-from .gridmodel import DenseLinear, GridModel
+from ..training.fit import fit, predict
+from ..training.model import DenseLinear, GridModel
 from .models import MODEL_NAMES, build_model
 
 TASK_DEFAULTS = {

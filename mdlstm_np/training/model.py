@@ -11,7 +11,7 @@ head      : :class:`mdlstm_np.head.DenseSigmoid` (per-cell outputs in (0, 1)),
             ``mdlstm_np/readout.py`` (per-image class scores, for softmax cross-entropy)
 
 Parameters are one flat dict, ``"rnn.<key>"`` then ``"head.<key>"``, like
-:class:`~mdlstm_np.experiment.models.Model` (whose checkpoints therefore look the same).
+:class:`~mdlstm_np.demo.models.Model` (whose checkpoints therefore look the same).
 
 ``DenseLinear`` is the per-cell affine map without a squashing function, for real-valued
 targets such as the normalised Gaussian fields (unit variance: a sigmoid cannot reach them):
@@ -83,6 +83,58 @@ class DenseLinear:
         return xp.reshape(dh, cache.lead_shape + (self.in_features,)), {"V": dV, "a": da}
 
 
+class ModelCache(NamedTuple):
+    rnn: Any    # the recurrent layer's cache
+    head: Any   # the head's cache
+
+
+def _split(params: dict, prefix: str) -> dict:
+    n = len(prefix)
+    return {k[n:]: v for k, v in params.items() if k.startswith(prefix)}
+
+
+class Model:
+    """``recurrent`` then ``head``; forward/backward over one flat parameter dict.
+
+    recurrent : a layer with init_params/forward/backward (MDLSTM, HorizontalSDLSTM, ...)
+    head      : a :class:`DenseSigmoid` whose in_features is the recurrent layer's hidden size
+    name      : shown in messages and file names
+    """
+
+    def __init__(self, recurrent, head, name: str = "model"):
+        width = getattr(recurrent, "out_features", recurrent.hidden)  # 2ⁿH for concat layers
+        if head.in_features != width:
+            raise ValueError(f"head: expected in_features == the recurrent layer's output "
+                             f"width ({width}), got {head.in_features}")
+        if recurrent.dtype != head.dtype or recurrent.be.name != head.be.name:
+            raise ValueError(f"head: expected the recurrent layer's backend/dtype "
+                             f"({recurrent.be.name}/{recurrent.dtype}), got "
+                             f"{head.be.name}/{head.dtype}")
+        self.rnn, self.head, self.name = recurrent, head, name
+        self.be, self.dtype = recurrent.be, recurrent.dtype
+
+    def init_params(self, rng) -> dict:
+        """Recurrent parameters first, then the head's, from one ``numpy.random.Generator``."""
+        params = {f"rnn.{k}": v for k, v in self.rnn.init_params(rng).items()}
+        params.update({f"head.{k}": v for k, v in self.head.init_params(rng).items()})
+        return params
+
+    def forward(self, params: dict, x) -> Tuple[Any, ModelCache]:
+        """x: (B, H, W, C) backend array -> y: (B, H, W, 1) in (0, 1), cache."""
+        h, rnn_cache = self.rnn.forward(_split(params, "rnn."), x)        # 1. (B, H, W, hidden)
+        y, head_cache = self.head.forward(_split(params, "head."), h)     # 2. (B, H, W, 1)
+        return y, ModelCache(rnn=rnn_cache, head=head_cache)
+
+    def backward(self, dy, cache: ModelCache) -> Tuple[Any, dict]:
+        """dy: (B, H, W, 1) = ∂loss/∂y -> dx: (B, H, W, C), dparams (keys like params)."""
+        dh, dhead = self.head.backward(dy, cache.head)                    # 2. (B, H, W, hidden)
+        dx, drnn = self.rnn.backward(dh, cache.rnn)                       # 1. (B, H, W, C)
+        grads = {f"rnn.{k}": v for k, v in drnn.items()}
+        grads.update({f"head.{k}": v for k, v in dhead.items()})
+        return dx, grads
+
+
+
 class GridModelCache(NamedTuple):
     rnn: Any    # the recurrent layer's cache
     head: Any   # the head's cache
@@ -148,3 +200,31 @@ class GridModel:
         grads = {f"rnn.{k}": v for k, v in g_rnn.items()}
         grads.update({f"head.{k}": v for k, v in g_head.items()})
         return dx, grads
+def _inner_layer(rnn):
+    """The MDLSTM doing the work: the SD baselines wrap one (``.lstm``), the multi-directional
+    layer shares one (``.layer``)."""
+    return getattr(rnn, "lstm", None) or getattr(rnn, "layer", None) or rnn
+
+
+def model_settings(model) -> dict:
+    """What identifies a :class:`~mdlstm_np.demo.models.Model` in a checkpoint: its
+    name, layer class, sizes, cell and dtype (JSON-able)."""
+    rnn = model.rnn
+    layer = _inner_layer(rnn)
+    cell = getattr(layer, "cell", None)
+    return {"model": getattr(model, "name", "model"), "layer": type(rnn).__name__,
+            "in_channels": getattr(rnn, "in_channels", None), "hidden": rnn.hidden,
+            "ndim": getattr(layer, "ndim", None),
+            "cell": getattr(cell, "name", type(cell).__name__ if cell is not None else None),
+            "head": type(model.head).__name__, "dtype": model.dtype}
+
+
+def sweep_name(model) -> str:
+    """Which sweep runs the model's recurrent layer on its backend: "reference" or a fast one
+    ("numba-graves", "cupy-graves", ...)."""
+    cell = getattr(_inner_layer(model.rnn), "cell", None)
+    if cell is None:
+        return "unknown"
+    return getattr(model.be.sweep_for(cell), "name", "unknown")
+
+

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from .atomic import atomic_write  # noqa: E402
+from ..training.atomic import atomic_write  # noqa: E402
 
 
 def _save(fig, path: str) -> str:
@@ -28,7 +28,7 @@ def plot_losses(logs: dict, column: str, path: str, *, title: str = None,
                 settings: dict = None) -> str:
     """One figure, one curve per model, log-scaled y.
 
-    logs     : {model name: rows}, rows as :func:`mdlstm_np.train.train` logs them (dicts with
+    logs     : {model name: rows}, rows as :func:`mdlstm_np.demo.train.train` logs them (dicts with
                "steps" and ``column``)
     column   : "overall_loss" or "relevant_loss"
     settings : the run's settings (size, hidden, batch, lr, steps, dtype, seed, backend ...),

@@ -58,8 +58,8 @@ from ..hierarchy import BlockSubsample, CollapseVertical, FeedForwardTanh
 from ..multidir import MultiDirectionalMDLSTM
 from ..optim import Adam
 from ..validate import check_dtype_name, check_positive_int
-from .atomic import atomic_write
-from .checkpoint import check_matches, load_checkpoint, restore_training_state, save_checkpoint
+from ..training.atomic import atomic_write
+from ..training.checkpoint import check_matches, load_checkpoint, restore_training_state, save_checkpoint
 
 LINES_MODEL = "HIERARCHICAL_MDRNN"   # the model name in its checkpoints
 
