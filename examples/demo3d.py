@@ -40,10 +40,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from mdlstm_np.training.atomic import atomic_write  # noqa: E402
 from mdlstm_np.demo.cli import MAX_STEPS, OneLineParser, fail, integer, number  # noqa: E402
-from mdlstm_np.head import DenseSigmoid  # noqa: E402
+from mdlstm_np.dense import Dense  # noqa: E402
 from mdlstm_np.losses import mse  # noqa: E402
 from mdlstm_np.mdlstm import MDLSTM  # noqa: E402
-from mdlstm_np.demo.demotasks import SliceWise2D  # noqa: E402
+from mdlstm_np.sd import SliceWise2D  # noqa: E402
 from mdlstm_np.training.model import Model  # noqa: E402
 from mdlstm_np.optim import Adam  # noqa: E402
 from mdlstm_np.demo.tasks3d import random_diagonal_3d, relevant_index  # noqa: E402
@@ -52,7 +52,7 @@ from mdlstm_np.demo.tasks3d import random_diagonal_3d, relevant_index  # noqa: E
 def build(kind: str, hidden: int) -> Model:
     kw = dict(cell="graves", dtype="float64")  # the cell and precision this comparison used
     rnn = MDLSTM(1, hidden, ndim=3, **kw) if kind == "3-D" else SliceWise2D(1, hidden, **kw)
-    return Model(rnn, DenseSigmoid(hidden, 1), name=kind)
+    return Model(rnn, Dense(hidden, 1, "sigmoid", dtype="float64"), name=kind)
 
 
 class Diverged(RuntimeError):

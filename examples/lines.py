@@ -138,7 +138,7 @@ def profile_step(result, batches=20, batch=16):
         layer = getattr(model, name)
         layer.forward = timed(f"{name} forward", layer.forward)
         layer.backward = timed(f"{name} backward", layer.backward)
-    from mdlstm_np.demo.handwriting import _crop
+    from mdlstm_np.demo.handwriting import crop_batch as _crop
 
     rng = np.random.default_rng(0)
     total = 0.0

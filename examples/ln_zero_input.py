@@ -24,7 +24,7 @@ import numpy as np
 
 from mdlstm_np.cells.layernorm import LayerNormCell
 from mdlstm_np.demo.cli import MAX_STEPS, OneLineParser, fail, integer
-from mdlstm_np.head import DenseSigmoid
+from mdlstm_np.dense import Dense
 from mdlstm_np.losses import mse
 from mdlstm_np.mdlstm import MDLSTM
 from mdlstm_np.training.model import Model
@@ -42,7 +42,7 @@ def ln_model(cell, *, hidden=16, dtype="float64", backend="numpy"):
         from mdlstm_np.cells.graves import GravesCell
         cell = GravesCell()
     rnn = MDLSTM(1, hidden, 2, cell=cell, backend=backend, dtype=dtype)
-    return Model(rnn, DenseSigmoid(hidden, 1, backend=backend, dtype=dtype),
+    return Model(rnn, Dense(hidden, 1, "sigmoid", backend=backend, dtype=dtype),
                  name=f"MD_LSTM[{cell.name}]")
 
 

@@ -73,11 +73,11 @@ def parse_args(argv=None):
 def four_direction_model(hidden, be, dtype):
     """A 4-direction MD-LSTM (Graves' cell, H/4 per direction, concatenated) + the seed's head."""
     from mdlstm_np.training.model import Model
-    from mdlstm_np.head import DenseSigmoid
+    from mdlstm_np.dense import Dense
     from mdlstm_np.multidir import MultiDirectionalMDLSTM
 
     rnn = MultiDirectionalMDLSTM(1, max(1, hidden // 4), ndim=2, backend=be, dtype=dtype)
-    return Model(rnn, DenseSigmoid(rnn.out_features, 1, backend=be, dtype=dtype),
+    return Model(rnn, Dense(rnn.out_features, 1, "sigmoid", backend=be, dtype=dtype),
                  name="4-direction MD-LSTM")
 
 

@@ -6,7 +6,7 @@ Reading order: ``mdlstm.py`` (the layer), ``sweep.py`` (the wavefront recurrence
 contract every backend's fast sweep follows), ``cells/graves.py`` (the cell), ``grid.py``
 (the wavefront schedule). Who each part is for:
 
-    the engine        the layers (mdlstm, multidir, sd, hierarchy, readout, head), cells/,
+    the engine        the layers (mdlstm, multidir, sd, hierarchy, readout, dense), cells/,
                       sweep, grid, backends/, ctc, losses, optim, testing/ (test oracles)
     the training API  training/: Model, fit, save/load, checkpoints, the finiteness guard
     the demo          demo/: the seed's tasks and models, data plumbing, plots, the CLI
@@ -17,10 +17,10 @@ from .backends import get_backend
 from .mdlstm import MDLSTM
 from .multidir import MultiDirectionalMDLSTM
 from .sd import HorizontalSDLSTM, SnakeSDLSTM
-from .training import (CheckpointError, DenseLinear, GridModel, History, Model,  # noqa: E402
-                       TrainingDiverged, fit, predict)
+from .dense import Dense
+from .training import CheckpointError, History, Model, TrainingDiverged, fit, predict
 
 __all__ = ["get_backend", "MDLSTM", "MultiDirectionalMDLSTM", "HorizontalSDLSTM", "SnakeSDLSTM",
-           "Model", "GridModel", "DenseLinear", "fit", "predict", "History", "CheckpointError",
+           "Dense", "Model", "fit", "predict", "History", "CheckpointError",
            "TrainingDiverged"]
 __version__ = "0.1.0"

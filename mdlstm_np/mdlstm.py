@@ -74,13 +74,12 @@ from .backends import get_backend
 from .cells import make_cell
 from .nonfinite import check_grads_finite, check_state_finite
 from .sweep import DevicePlan, device_plan, sizes_mask
-from .validate import (check_array, check_bool, check_dtype_name,
+from .validate import (DEFAULT_DTYPE, check_array, check_bool, check_dtype_name,
                        check_finite_number, check_grid_input, check_params, check_positive_int,
                        check_state)
 
 DEFAULT_CELL = "stable"       # see "Defaults" in the module docstring
 DEFAULT_FORGET_BIAS = 1.0
-DEFAULT_DTYPE = "float32"
 
 
 class MDLSTMCache(NamedTuple):
@@ -151,12 +150,26 @@ class MDLSTM:
         if cell is None:  # the default; ln and peepholes exist for Graves' cell only
             cell = "graves" if (peepholes or ln is not False) else DEFAULT_CELL
         self.cell = make_cell(cell, peepholes=peepholes, ln=ln)
+        self.peepholes, self.ln = peepholes, ln   # the constructor's choices (``config``)
         self.layout = self.cell.layout(self.ndim, self.hidden)
 
     def __repr__(self):
         return (f"MDLSTM(in_channels={self.in_channels}, hidden={self.hidden}, "
                 f"ndim={self.ndim}, cell={getattr(self.cell, 'name', self.cell)!r}, "
                 f"dtype={self.dtype!r}, backend={self.be.name!r})")
+
+    def config(self) -> dict:
+        """The constructor's arguments (JSON-able), for ``mdlstm_np.save``; the cell by its name
+        (a cell object of one's own cannot be saved: ValueError)."""
+        name = getattr(self.cell, "name", None)
+        if self.ln is not False or self.peepholes:
+            name = "graves"                       # make_cell builds the variant from ln/peepholes
+        if name not in ("graves", "stable", "leakylp"):
+            raise ValueError(f"cell: a cell object of one's own ({type(self.cell).__name__}) "
+                             f"cannot be saved; use a cell by name")
+        return {"in_channels": self.in_channels, "hidden": self.hidden, "ndim": self.ndim,
+                "cell": name, "peepholes": self.peepholes, "ln": self.ln,
+                "forget_bias": self.forget_bias, "check_finite": self.check_finite}
 
     @property
     def signature(self) -> tuple:

@@ -11,6 +11,7 @@ import numbers
 import numpy as np
 
 DTYPES = ("float32", "float64")
+DEFAULT_DTYPE = "float32"   # every layer's default: any two layers at their defaults compose
 
 
 class NonFiniteError(FloatingPointError, ValueError):

@@ -10,7 +10,7 @@ from mdlstm_np.demo.memory import (available_bytes, check_memory, estimate_model
 from mdlstm_np.training.model import Model
 from mdlstm_np.demo.models import build_model
 from mdlstm_np.demo.tasks import random_diagonal
-from mdlstm_np.head import DenseSigmoid
+from mdlstm_np.dense import Dense
 from mdlstm_np.losses import mse
 from mdlstm_np.multidir import MultiDirectionalMDLSTM
 from mdlstm_np.optim import Adam
@@ -38,7 +38,7 @@ def measured_peak(model, size, batch):
 
 def four_directions(hidden, dtype):
     rnn = MultiDirectionalMDLSTM(1, hidden, 2, backend="numpy", dtype=dtype)
-    return Model(rnn, DenseSigmoid(rnn.out_features, 1, backend="numpy", dtype=dtype), "MD4")
+    return Model(rnn, Dense(rnn.out_features, 1, "sigmoid", backend="numpy", dtype=dtype), name="MD4")
 
 
 CASES = [  # (model factory, size, batch)

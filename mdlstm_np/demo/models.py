@@ -1,6 +1,6 @@
 """The seed's three models: a recurrent layer followed by the per-cell sigmoid head.
 
-    x (B, H, W, C) ──recurrent──▶ h (B, H, W, hidden) ──DenseSigmoid──▶ y (B, H, W, 1)
+    x (B, H, W, C) ──recurrent──▶ h (B, H, W, hidden) ──Dense(sigmoid)──▶ y (B, H, W, 1)
 
 Seed name            recurrent layer                                   forget bias
 MD_LSTM              MDLSTM(ndim=2, ln=True): each cell sees its up     0.0 (the seed's MD cell)
@@ -24,7 +24,7 @@ Parameters of a model are one flat dict, ``"rnn.<key>"`` for the recurrent layer
 from __future__ import annotations
 
 from ..backends import get_backend
-from ..head import DenseSigmoid
+from ..dense import Dense
 from ..mdlstm import MDLSTM
 from ..sd import HorizontalSDLSTM, SnakeSDLSTM
 from ..training.model import Model
@@ -56,5 +56,5 @@ def build_model(name: str, *, in_channels: int = 1, hidden: int = 16, backend="a
         rnn = HorizontalSDLSTM(in_channels, hidden, backend=be, dtype=dtype, forget_bias=1.0)
     else:
         rnn = SnakeSDLSTM(in_channels, hidden, backend=be, dtype=dtype, forget_bias=1.0)
-    head = DenseSigmoid(hidden, 1, backend=be, dtype=dtype)
+    head = Dense(hidden, 1, "sigmoid", backend=be, dtype=dtype)
     return Model(rnn, head, name=name)

@@ -143,15 +143,16 @@ def _check_model(model):
     from ..training.model import Model
 
     if not isinstance(model, Model):
-        hint = ("; wrap a bare layer with its head, e.g. Model(layer, DenseSigmoid(layer.hidden, "
-                "1)), or use build_model(...)" if hasattr(model, "init_params") else "")
+        hint = ("; wrap a bare layer with its head, e.g. Model(layer, Dense(layer.hidden, "
+                "1, 'sigmoid')), or use build_model(...)" if hasattr(model, "init_params") else "")
         raise TypeError(f"model: expected a mdlstm_np Model (a recurrent layer and a head, "
                         f"mapping (B, size, size, 1) -> (B, size, size, 1)), got "
                         f"{type(model).__name__}{hint}")
-    if getattr(model.rnn, "in_channels", 1) != 1 or model.head.out_features != 1:
+    first, last = model.layers[0], model.layers[-1]
+    if getattr(first, "in_channels", 1) != 1 or getattr(last, "out_features", None) != 1:
         raise ValueError(f"model: expected 1 input and 1 output channel for the random-diagonal "
-                         f"task, got {getattr(model.rnn, 'in_channels', '?')} and "
-                         f"{model.head.out_features}")
+                         f"task, got {getattr(first, 'in_channels', '?')} and "
+                         f"{getattr(last, 'out_features', '?')}")
 
 
 class _Log:

@@ -12,7 +12,6 @@ Nothing here imports from ``mdlstm_np.demo`` (the demo's experiments).
 from .checkpoint import CheckpointError
 from .fit import History, fit, predict
 from .guard import TrainingDiverged
-from .model import DenseLinear, GridModel, Model
+from .model import Model
 
-__all__ = ["Model", "GridModel", "DenseLinear", "fit", "predict", "History", "CheckpointError",
-           "TrainingDiverged"]
+__all__ = ["Model", "fit", "predict", "History", "CheckpointError", "TrainingDiverged"]

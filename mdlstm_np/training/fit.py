@@ -96,7 +96,7 @@ def _check_model(model):
                if not hasattr(model, a)]
     if missing:
         raise TypeError(f"model: expected an object with init_params, forward, backward, be "
-                        f"and dtype (e.g. GridModel(layer, head) or build_model(...)), got "
+                        f"and dtype (e.g. Model(layer, head)), got "
                         f"{type(model).__name__} without {', '.join(missing)}")
 
 

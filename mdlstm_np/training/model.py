@@ -1,143 +1,35 @@
-"""A recurrent layer and a head as one model, for :func:`mdlstm_np.fit`.
+"""A model is layers composed in order, over one flat parameter dict.
 
-    x (B, *S, C) ──recurrent──▶ h (B, *S, F) ──head──▶ y (B, *S, K)   per-cell head
-                                             ──head──▶ z (B, K)       read-out (class scores)
+    x ──layer 1──▶ h₁ ──layer 2──▶ h₂ ⋯ ──layer L──▶ y
+    forward:  h_ℓ, cache_ℓ = layer_ℓ.forward(θ_ℓ, h_{ℓ−1} [, sizes_ℓ])        ℓ = 1 … L
+    backward: dh_{ℓ−1}, dθ_ℓ = layer_ℓ.backward(dh_ℓ, cache_ℓ)               ℓ = L … 1
 
-recurrent : MDLSTM, MultiDirectionalMDLSTM, HorizontalSDLSTM, SnakeSDLSTM (anything with
-            ``init_params``, ``forward(params, x)``, ``backward(dout, cache)``, ``be``, ``dtype``
-            and ``hidden`` or ``out_features``)
-head      : :class:`mdlstm_np.head.DenseSigmoid` (per-cell outputs in (0, 1)),
-            :class:`DenseLinear` (per-cell real outputs) or a read-out of
-            ``mdlstm_np/readout.py`` (per-image class scores, for softmax cross-entropy)
+Every model of the package is one: the seed's three (a recurrent layer and a per-cell sigmoid
+``Dense``), the grid models of :func:`~mdlstm_np.fit` (a recurrent layer and a linear ``Dense``
+or a read-out) and the hierarchical MDRNN of the lines task (subsampling, two MD-LSTM levels,
+a tanh ``Dense``, the vertical collapse and a linear ``Dense``).
 
-Parameters are one flat dict, ``"rnn.<key>"`` then ``"head.<key>"``, like
-:class:`~mdlstm_np.demo.models.Model` (whose checkpoints therefore look the same).
+Parameter names: ``"<layer name>.<key>"`` for every layer's ``init_params`` key, e.g.
+``"rnn.W"``, ``"head.V"`` or ``"rnn1.d0.U"``; a layer without parameters adds none. Names are
+given with ``names=``; two layers default to ("rnn", "head"), more to ("l0", "l1", …).
 
-``DenseLinear`` is the per-cell affine map without a squashing function, for real-valued
-targets such as the normalised Gaussian fields (unit variance: a sigmoid cannot reach them):
-
-    1.  z = h V + a            h: (N, F) the cells' hidden vectors, V: (F, K), a: (K,)
-    1b. dV = hᵀ dz     da = Σ_rows dz     dh = dz Vᵀ
+Variable sizes: ``sizes`` (B, n) host ints, the samples' extents, are handed to every layer
+whose ``forward`` takes ``sizes`` and carried through each layer's ``out_sizes`` (a block
+subsampling divides them, a read-out ends them); a model whose first layer cannot take them
+refuses them (ValueError).
 """
 
 from __future__ import annotations
 
 import inspect
-import math
 from typing import Any, NamedTuple, Tuple
 
-from ..backends import get_backend
-from ..validate import check_dtype_name, check_params, check_positive_int
-
-
-class DenseLinearCache(NamedTuple):
-    h2: Any           # (N, F) the input, leading axes flattened
-    V: Any            # (F, K) the weight used in the forward pass
-    lead_shape: tuple  # the leading shape of h, e.g. (B, H, W)
-
-
-class DenseLinear:
-    """y = h V + a at every cell (no activation); Glorot-uniform V, zero a.
-
-    in_features F, out_features K; backend, dtype as for ``DenseSigmoid``.
-    forward: h (*lead, F) -> y (*lead, K); backward: dy (*lead, K) -> dh (*lead, F), grads.
-    """
-
-    def __init__(self, in_features: int, out_features: int = 1, *, backend="numpy",
-                 dtype="float64"):
-        self.in_features = check_positive_int(in_features, "in_features")
-        self.out_features = check_positive_int(out_features, "out_features")
-        self.be = get_backend(backend)
-        self.dtype = check_dtype_name(dtype)
-
-    def param_shapes(self) -> dict:
-        return {"V": (self.in_features, self.out_features), "a": (self.out_features,)}
-
-    def init_params(self, rng) -> dict:
-        F, K = self.in_features, self.out_features
-        limit = math.sqrt(6.0 / (F + K))
-        return {"V": self.be.asarray(rng.uniform(-limit, limit, size=(F, K)), self.dtype),
-                "a": self.be.xp.zeros((K,), dtype=self.be.dtype(self.dtype))}
-
-    def forward(self, params: dict, h) -> Tuple[Any, DenseLinearCache]:
-        xp = self.be.xp
-        check_params(self.be, params, self.param_shapes(), self.dtype)
-        if h.ndim < 1 or h.shape[-1] != self.in_features:
-            raise ValueError(f"h: expected shape (..., {self.in_features}), got "
-                             f"{tuple(h.shape)}")
-        lead = tuple(h.shape[:-1])
-        h2 = xp.reshape(h, (-1, self.in_features))                   # (N, F)
-        z = h2 @ params["V"] + params["a"]                            # 1. (N, K)
-        return (xp.reshape(z, lead + (self.out_features,)),
-                DenseLinearCache(h2=h2, V=params["V"], lead_shape=lead))
-
-    def backward(self, dy, cache: DenseLinearCache) -> Tuple[Any, dict]:
-        xp = self.be.xp
-        expected = cache.lead_shape + (self.out_features,)
-        if tuple(dy.shape) != expected:
-            raise ValueError(f"dy: expected shape {expected}, got {tuple(dy.shape)}")
-        dz = xp.reshape(dy, (-1, self.out_features))                  # (N, K)
-        dV = xp.permute_dims(cache.h2, (1, 0)) @ dz                   # 1b. hᵀ dz
-        da = xp.sum(dz, axis=0)                                       # 1b. shared bias
-        dh = dz @ xp.permute_dims(cache.V, (1, 0))                    # 1b. dz Vᵀ
-        return xp.reshape(dh, cache.lead_shape + (self.in_features,)), {"V": dV, "a": da}
+import numpy as np
 
 
 class ModelCache(NamedTuple):
-    rnn: Any    # the recurrent layer's cache
-    head: Any   # the head's cache
-
-
-def _split(params: dict, prefix: str) -> dict:
-    n = len(prefix)
-    return {k[n:]: v for k, v in params.items() if k.startswith(prefix)}
-
-
-class Model:
-    """``recurrent`` then ``head``; forward/backward over one flat parameter dict.
-
-    recurrent : a layer with init_params/forward/backward (MDLSTM, HorizontalSDLSTM, ...)
-    head      : a :class:`DenseSigmoid` whose in_features is the recurrent layer's hidden size
-    name      : shown in messages and file names
-    """
-
-    def __init__(self, recurrent, head, name: str = "model"):
-        width = getattr(recurrent, "out_features", recurrent.hidden)  # 2ⁿH for concat layers
-        if head.in_features != width:
-            raise ValueError(f"head: expected in_features == the recurrent layer's output "
-                             f"width ({width}), got {head.in_features}")
-        if recurrent.dtype != head.dtype or recurrent.be.name != head.be.name:
-            raise ValueError(f"head: expected the recurrent layer's backend/dtype "
-                             f"({recurrent.be.name}/{recurrent.dtype}), got "
-                             f"{head.be.name}/{head.dtype}")
-        self.rnn, self.head, self.name = recurrent, head, name
-        self.be, self.dtype = recurrent.be, recurrent.dtype
-
-    def init_params(self, rng) -> dict:
-        """Recurrent parameters first, then the head's, from one ``numpy.random.Generator``."""
-        params = {f"rnn.{k}": v for k, v in self.rnn.init_params(rng).items()}
-        params.update({f"head.{k}": v for k, v in self.head.init_params(rng).items()})
-        return params
-
-    def forward(self, params: dict, x) -> Tuple[Any, ModelCache]:
-        """x: (B, H, W, C) backend array -> y: (B, H, W, 1) in (0, 1), cache."""
-        h, rnn_cache = self.rnn.forward(_split(params, "rnn."), x)        # 1. (B, H, W, hidden)
-        y, head_cache = self.head.forward(_split(params, "head."), h)     # 2. (B, H, W, 1)
-        return y, ModelCache(rnn=rnn_cache, head=head_cache)
-
-    def backward(self, dy, cache: ModelCache) -> Tuple[Any, dict]:
-        """dy: (B, H, W, 1) = ∂loss/∂y -> dx: (B, H, W, C), dparams (keys like params)."""
-        dh, dhead = self.head.backward(dy, cache.head)                    # 2. (B, H, W, hidden)
-        dx, drnn = self.rnn.backward(dh, cache.rnn)                       # 1. (B, H, W, C)
-        grads = {f"rnn.{k}": v for k, v in drnn.items()}
-        grads.update({f"head.{k}": v for k, v in dhead.items()})
-        return dx, grads
-
-
-
-class GridModelCache(NamedTuple):
-    rnn: Any    # the recurrent layer's cache
-    head: Any   # the head's cache
+    caches: tuple     # one cache per layer, in forward order
+    sizes: tuple      # the sizes each layer was given (None where it got none)
 
 
 def _takes_sizes(method) -> bool:
@@ -147,84 +39,187 @@ def _takes_sizes(method) -> bool:
         return False
 
 
-class GridModel:
-    """``recurrent`` then ``head`` over one flat parameter dict (see the module docstring).
+def in_width(layer):
+    """The width of a layer's input's last axis, or None when it takes any."""
+    for name in ("in_features", "in_channels"):
+        if isinstance(getattr(layer, name, None), int):
+            return getattr(layer, name)
+    return None
 
-    Attributes: ``rnn``, ``head``, ``name``, ``be``, ``dtype``, ``per_image`` (True when the
-    head is a read-out giving (B, K) class scores), ``out_features`` (K).
-    Raises ValueError when the head's in_features is not the layer's output width or the
-    backends/dtypes differ.
+
+def out_width(layer):
+    """The width of a layer's output's last axis (class scores for a read-out), or None when
+    it depends on the input (a block subsampling, the collapse)."""
+    for name in ("num_classes", "out_features", "hidden"):
+        if isinstance(getattr(layer, name, None), int):
+            return getattr(layer, name)
+    return None
+
+
+def _default_names(n):
+    return ("rnn", "head") if n == 2 else tuple(f"l{i}" for i in range(n))
+
+
+class Model:
+    """Layers composed in order (see the module docstring).
+
+    layers : the layers, each with ``init_params(rng)``, ``forward(params, x[, sizes])``,
+             ``backward(dout, cache) -> (dx, grads)``, ``be`` and ``dtype`` (every layer of the
+             package; all default to float32 on numpy, so layers at their defaults compose)
+    names  : one distinct name per layer without "." (default: see the module docstring)
+    name   : the model's name in messages, progress bars and checkpoints
+
+    Attributes: ``layers`` (tuple), ``names``, ``name``, ``be``, ``dtype``, ``per_image`` (the
+    last layer is a read-out giving (B, K) class scores), ``out_features`` (K), and each layer
+    as an attribute of its name (``model.rnn``, ``model.head``).
+    Raises ValueError when a layer's input width is not its predecessor's output width, or
+    when the layers' backends or dtypes differ; TypeError for something that is not a layer.
     """
 
-    def __init__(self, recurrent, head, name: str = "model"):
-        width = getattr(recurrent, "out_features", getattr(recurrent, "hidden", None))
-        if head.in_features != width:
-            raise ValueError(f"head: expected in_features == the recurrent layer's output "
-                             f"width ({width}), got {head.in_features}")
-        if recurrent.dtype != head.dtype or recurrent.be.name != head.be.name:
-            raise ValueError(f"head: expected the recurrent layer's backend/dtype "
-                             f"({recurrent.be.name}/{recurrent.dtype}), got "
-                             f"{head.be.name}/{head.dtype}")
-        self.rnn, self.head, self.name = recurrent, head, name
-        self.be, self.dtype = recurrent.be, recurrent.dtype
-        self.per_image = hasattr(head, "num_classes")
-        self.out_features = head.num_classes if self.per_image else head.out_features
+    def __init__(self, *layers, names=None, name: str = "model"):
+        if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
+            layers = tuple(layers[0])
+        if not layers:
+            raise ValueError("layers: expected at least one layer, got none")
+        for i, layer in enumerate(layers):
+            missing = [a for a in ("init_params", "forward", "backward", "be", "dtype")
+                       if not hasattr(layer, a)]
+            if missing:
+                raise TypeError(f"layers[{i}]: expected a layer (init_params, forward, "
+                                f"backward, be, dtype), got {type(layer).__name__} without "
+                                f"{', '.join(missing)}")
+        names = _default_names(len(layers)) if names is None else tuple(names)
+        if len(names) != len(layers) or len(set(names)) != len(names) or not all(
+                isinstance(n, str) and n and "." not in n for n in names):
+            raise ValueError(f"names: expected {len(layers)} distinct non-empty strings "
+                             f"without '.', got {names!r}")
+        first = layers[0]
+        for i in range(1, len(layers)):
+            prev, layer = layers[i - 1], layers[i]
+            what = "the recurrent layer's" if hasattr(prev, "hidden") else f"{names[i - 1]}'s"
+            want, got = out_width(prev), in_width(layer)
+            if want is not None and got is not None and want != got:
+                raise ValueError(f"{names[i]}: expected in_features == {what} output width "
+                                 f"({want}), got {got}")
+            if layer.dtype != prev.dtype or layer.be.name != prev.be.name:
+                raise ValueError(f"{names[i]}: expected {what} backend/dtype "
+                                 f"({prev.be.name}/{prev.dtype}), got "
+                                 f"{layer.be.name}/{layer.dtype}")
+        self.layers, self.names, self.name = tuple(layers), names, name
+        self.takes_sizes = tuple(_takes_sizes(layer.forward) for layer in layers)  # once
+        self.be, self.dtype = first.be, first.dtype
+        last = layers[-1]
+        self.per_image = hasattr(last, "num_classes")
+        self.out_features = out_width(last)
+
+    def __getattr__(self, key):
+        names = self.__dict__.get("names", ())
+        if key in names:
+            return self.__dict__["layers"][names.index(key)]
+        raise AttributeError(f"{type(self).__name__} has no attribute or layer {key!r}")
+
+    def __repr__(self):
+        inner = ", ".join(f"{n}={type(l).__name__}" for n, l in zip(self.names, self.layers))
+        return f"Model({inner}, name={self.name!r})"
+
+    # ------------------------------------------------------------------ parameters
+    def part(self, params: dict, name: str) -> dict:
+        """The parameters of layer ``name``, its prefix removed."""
+        pre = name + "."
+        return {k[len(pre):]: v for k, v in params.items() if k.startswith(pre)}
+
+    def param_shapes(self) -> dict:
+        return {f"{n}.{k}": s for n, layer in zip(self.names, self.layers)
+                for k, s in (layer.param_shapes() if hasattr(layer, "param_shapes")
+                             else {}).items()}
 
     def init_params(self, rng) -> dict:
-        params = {f"rnn.{k}": v for k, v in self.rnn.init_params(rng).items()}
-        params.update({f"head.{k}": v for k, v in self.head.init_params(rng).items()})
+        """Each layer's own initialisation, in layer order, from one ``numpy.random.Generator``."""
+        params = {}
+        for n, layer in zip(self.names, self.layers):
+            params.update({f"{n}.{k}": v for k, v in layer.init_params(rng).items()})
         return params
 
-    @staticmethod
-    def _part(params, prefix):
-        return {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
+    # ------------------------------------------------------------------ sizes
+    def layer_sizes(self, sizes):
+        """The sizes each layer gets (a tuple, None where none) and those of the output."""
+        if sizes is not None and not self.takes_sizes[0]:
+            raise ValueError(f"sizes: {type(self.layers[0]).__name__} does not take per-sample "
+                             f"sizes; pass sizes=None")
+        out = []
+        s = None if sizes is None else np.asarray(sizes)
+        for layer, takes in zip(self.layers, self.takes_sizes):
+            out.append(s if takes else None)
+            if s is not None:
+                if hasattr(layer, "num_classes"):
+                    s = None                                 # a read-out: no grid left
+                elif hasattr(layer, "out_sizes"):
+                    s = np.asarray(layer.out_sizes(s))
+        return tuple(out), s
 
-    def forward(self, params: dict, x, *, sizes=None):
-        """x (B, *S, C) -> y (B, *S, K) or logits (B, K), cache. ``sizes`` (B, n) ints: the
-        samples' extents (layers and read-outs that support it; ValueError otherwise)."""
-        kw = {}
-        if sizes is not None:
-            if not _takes_sizes(self.rnn.forward):
-                raise ValueError(f"sizes: {type(self.rnn).__name__} does not take per-sample "
-                                 f"sizes; pass sizes=None")
-            kw["sizes"] = sizes
-        h, c_rnn = self.rnn.forward(self._part(params, "rnn."), x, **kw)        # 1. (B, *S, F)
-        head_kw = kw if self.per_image else {}
-        y, c_head = self.head.forward(self._part(params, "head."), h, **head_kw)  # 2.
-        return y, GridModelCache(c_rnn, c_head)
+    def out_sizes(self, sizes):
+        """The output's sizes for input ``sizes`` (e.g. the sequence lengths after a collapse)."""
+        return self.layer_sizes(sizes)[1]
 
-    def backward(self, dy, cache: GridModelCache):
-        """dy like y -> dx (B, *S, C), grads (keys like params)."""
-        dh, g_head = self.head.backward(dy, cache.head)                          # 2b.
-        dx, g_rnn = self.rnn.backward(dh, cache.rnn)                             # 1b.
-        grads = {f"rnn.{k}": v for k, v in g_rnn.items()}
-        grads.update({f"head.{k}": v for k, v in g_head.items()})
-        return dx, grads
+    # ------------------------------------------------------------------ forward, backward
+    def forward(self, params: dict, x, sizes=None) -> Tuple[Any, ModelCache]:
+        """x (B, *S, C) backend array -> the last layer's output, cache. ``sizes`` (B, n) ints
+        or None (see the module docstring)."""
+        per_layer, _ = self.layer_sizes(sizes)
+        caches = []
+        h = x
+        for n, layer, s in zip(self.names, self.layers, per_layer):
+            kw = {} if s is None else {"sizes": s}
+            h, c = layer.forward(self.part(params, n), h, **kw)         # ℓ.
+            caches.append(c)
+        return h, ModelCache(tuple(caches), per_layer)
+
+    def backward(self, dy, cache: ModelCache):
+        """dy (like the output) -> dx (like x), grads (keys like params)."""
+        if not isinstance(cache, ModelCache) or len(cache.caches) != len(self.layers):
+            raise TypeError(f"cache: expected the ModelCache of this model's forward, got "
+                            f"{type(cache).__name__}")
+        parts = []
+        d = dy
+        for n, layer, c in zip(reversed(self.names), reversed(self.layers),
+                               reversed(cache.caches)):
+            d, g = layer.backward(d, c)                                  # ℓ'.
+            parts.append({f"{n}.{k}": v for k, v in g.items()})
+        grads = {}
+        for g in reversed(parts):                                        # in parameter order
+            grads.update(g)
+        return d, grads
+
+
 def _inner_layer(rnn):
     """The MDLSTM doing the work: the SD baselines wrap one (``.lstm``), the multi-directional
     layer shares one (``.layer``)."""
     return getattr(rnn, "lstm", None) or getattr(rnn, "layer", None) or rnn
 
 
+def recurrent_layer(model):
+    """The model's first recurrent layer (one with a ``hidden`` size), or None."""
+    return next((layer for layer in model.layers if hasattr(layer, "hidden")), None)
+
+
 def model_settings(model) -> dict:
-    """What identifies a :class:`~mdlstm_np.demo.models.Model` in a checkpoint: its
-    name, layer class, sizes, cell and dtype (JSON-able)."""
-    rnn = model.rnn
-    layer = _inner_layer(rnn)
+    """What identifies a model in a checkpoint: its name, its first recurrent layer's class,
+    sizes and cell, its head's class and its dtype (JSON-able)."""
+    rnn = recurrent_layer(model)
+    layer = _inner_layer(rnn) if rnn is not None else None
     cell = getattr(layer, "cell", None)
     return {"model": getattr(model, "name", "model"), "layer": type(rnn).__name__,
-            "in_channels": getattr(rnn, "in_channels", None), "hidden": rnn.hidden,
-            "ndim": getattr(layer, "ndim", None),
+            "in_channels": getattr(rnn, "in_channels", None),
+            "hidden": getattr(rnn, "hidden", None), "ndim": getattr(layer, "ndim", None),
             "cell": getattr(cell, "name", type(cell).__name__ if cell is not None else None),
-            "head": type(model.head).__name__, "dtype": model.dtype}
+            "head": type(model.layers[-1]).__name__, "dtype": model.dtype}
 
 
 def sweep_name(model) -> str:
     """Which sweep runs the model's recurrent layer on its backend: "reference" or a fast one
     ("numba-graves", "cupy-graves", ...)."""
-    cell = getattr(_inner_layer(model.rnn), "cell", None)
+    rnn = recurrent_layer(model)
+    cell = getattr(_inner_layer(rnn), "cell", None) if rnn is not None else None
     if cell is None:
         return "unknown"
     return getattr(model.be.sweep_for(cell), "name", "unknown")
-
-
