@@ -10,7 +10,7 @@ single-direction baselines; or another task with ``--task``.
 
 Tasks (``--task``, default diagonal):
     diagonal     the seed's random-diagonal task, trained step by step by
-                 ``experiment/train.py`` (fresh batches each step; its checkpoint, resume and
+                 ``demo/train.py`` (fresh batches each step; its checkpoint, resume and
                  signal handling are described below)
     gaussian     Gaussian random fields, isotropic and anisotropic, predict the next value to
                  the right: MD_LSTM, HORIZONTAL_SD_LSTM, SNAKE_SD_LSTM with a linear head
@@ -18,7 +18,7 @@ Tasks (``--task``, default diagonal):
                  HORIZONTAL_SD_LSTM, SNAKE_SD_LSTM, mean-pooling read-out, softmax
     diagonal3d   MD_LSTM_3D against MD_LSTM_2D_SLICES on the volumetric random diagonal
 The last three train with ``mdlstm_np.fit`` (epochs over a fixed data set: --epochs, --train,
---val; --steps and --ln are the diagonal task's only); ``experiment/demotasks.py``.
+--val; --steps and --ln are the diagonal task's only); ``demo/demotasks.py``.
 They write config.json, metrics.json, checkpoint_<task>_<MODEL>.npz (every
 --checkpoint-every epochs, default 1; --resume continues them epoch by epoch) and one figure
 (gaussian_fields.png, digits_curves.png, losses_3d.png). metrics.json for digits holds
@@ -43,7 +43,7 @@ Writes to --out (default demo_out/), one run per folder (the diagonal task):
 
 Before step 1 the demo checks every flag, that --out can be created and written and has room,
 that the folder holds no other run's results (else --overwrite, or --resume), and that the run
-fits in memory (estimate: ``mdlstm_np/experiment/memory.py``). Ctrl-C (SIGINT) or SIGTERM stops
+fits in memory (estimate: ``mdlstm_np/demo/memory.py``). Ctrl-C (SIGINT) or SIGTERM stops
 at the end of the current step, saves a checkpoint, the log and the figures, prints where they
 are and how to resume, and exits with 130 / 143. After kill -9, --resume continues from the last
 checkpoint (at most --checkpoint-every steps are redone); the losses of an interrupted and
@@ -69,9 +69,9 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-from mdlstm_np.experiment.cli import MAX_STEPS, OneLineParser  # noqa: E402
-from mdlstm_np.experiment.cli import fail as _fail  # noqa: E402
-from mdlstm_np.experiment.cli import parse_integer as integer  # noqa: E402
+from mdlstm_np.demo.cli import MAX_STEPS, OneLineParser  # noqa: E402
+from mdlstm_np.demo.cli import fail as _fail  # noqa: E402
+from mdlstm_np.demo.cli import parse_integer as integer  # noqa: E402
 
 PROG = "demo.py"
 RESULT_PATTERNS = ("out_*.tsv", "checkpoint_*.npz", "losses_*.png", "predictions_*.png",
@@ -151,8 +151,8 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
 
 
 def _epilog() -> str:
-    from mdlstm_np.experiment.demotasks import TASK_DEFAULTS, TASK_FILES, TASK_MODELS
-    from mdlstm_np.experiment.models import MODEL_NAMES
+    from mdlstm_np.demo.demotasks import TASK_DEFAULTS, TASK_FILES, TASK_MODELS
+    from mdlstm_np.demo.models import MODEL_NAMES
 
     lines = ["tasks, their models (--model: one of them, any case, or all) and defaults:",
              f"  diagonal    {', '.join(MODEL_NAMES)}",
@@ -183,7 +183,7 @@ def parse_args(argv=None):
 def check_settings(s: dict) -> list:
     """Check the settings (a dict of the SETTINGS); returns the model names. ValueError (one
     line) on the first problem."""
-    from mdlstm_np.experiment.models import MODEL_NAMES
+    from mdlstm_np.demo.models import MODEL_NAMES
     from mdlstm_np.validate import check_positive_int
 
     for name, lo, hi in (("steps", 1, MAX_STEPS), ("size", 3, None), ("batch", 1, None),
@@ -211,7 +211,7 @@ def output_bytes(models, steps: int) -> int:
     """About how many bytes the run writes: per model the log (~80 B a row), two checkpoints'
     worth (the new one is written beside the old one: parameters, initial parameters and
     Adam's two moments, plus the rows) and two prediction figures; two loss figures."""
-    from mdlstm_np.experiment.memory import parameter_count
+    from mdlstm_np.demo.memory import parameter_count
 
     total = 2 * 100_000 + 16_384
     for m in models:
@@ -278,7 +278,7 @@ def main(argv=None) -> int:
 def _recorded_task(folder: str) -> str:
     """The task of the run recorded in ``folder`` (--resume): one line, exit 2, when there is
     no readable demo.py record there."""
-    from mdlstm_np.experiment.runrecord import OutputError, read_config
+    from mdlstm_np.demo.runrecord import OutputError, read_config
 
     try:
         config = read_config(folder)
@@ -299,13 +299,14 @@ def _main(args, given, stop) -> int:
             fail(f"{flag}: only for the tasks trained by epochs (gaussian, digits, diagonal3d); "
                  f"the diagonal task trains for --steps")
     from mdlstm_np.backends import get_backend
-    from mdlstm_np.experiment.checkpoint import (CheckpointError, check_matches,
+    from mdlstm_np.training.checkpoint import (CheckpointError, check_matches,
                                                  load_checkpoint, rows_before)
-    from mdlstm_np.experiment.memory import check_memory, estimate_model_bytes
-    from mdlstm_np.experiment.models import build_model
-    from mdlstm_np.experiment.runrecord import (OutputError, command_line, prepare_output,
+    from mdlstm_np.demo.memory import check_memory, estimate_model_bytes
+    from mdlstm_np.demo.models import build_model
+    from mdlstm_np.demo.runrecord import (OutputError, command_line, prepare_output,
                                                read_config, versions, write_config)
-    from mdlstm_np.experiment.train import model_settings, read_tsv, run_settings, sweep_name
+    from mdlstm_np.training.model import model_settings, sweep_name
+    from mdlstm_np.demo.train import read_tsv, run_settings
 
     # ---- settings: the flags, or the recorded run's (one line, exit 2, on the first problem)
     if args.resume is not None:
@@ -397,9 +398,10 @@ def _main(args, given, stop) -> int:
 def run(models, s, out, train_kw, tsv_path, ckpt_path, written, stop, *, resume, progress):
     """Train each model (resuming from its checkpoint where one exists), then make the figures
     and the summary from this run's files."""
-    from mdlstm_np.experiment.plots import plot_losses, plot_predictions
-    from mdlstm_np.experiment.tasks import random_diagonal
-    from mdlstm_np.experiment.train import TrainingDiverged, predict, read_tsv, train
+    from mdlstm_np.demo.plots import plot_losses, plot_predictions
+    from mdlstm_np.demo.tasks import random_diagonal
+    from mdlstm_np.training.guard import TrainingDiverged
+    from mdlstm_np.demo.train import predict, read_tsv, train
 
     # a fixed set of samples for the before/after pictures, apart from the training stream
     x_show, y_show, pos_show = random_diagonal(4, s["size"],
@@ -488,7 +490,7 @@ def write_metrics(out: str, metrics: dict) -> str:
     """``out/metrics.json``, written atomically (sorted keys); returns the path."""
     import json
 
-    from mdlstm_np.experiment.atomic import atomic_write
+    from mdlstm_np.training.atomic import atomic_write
 
     def writer(tmp):
         with open(tmp, "w", encoding="utf-8") as f:
@@ -502,10 +504,10 @@ def _main_fit_task(args, given, stop, task) -> int:
     """--task gaussian | digits | diagonal3d | lines (or --resume of such a run): settings,
     output folder, ``demotasks.RUNNERS``."""
     from mdlstm_np.backends import get_backend
-    from mdlstm_np.experiment.checkpoint import CheckpointError
-    from mdlstm_np.experiment.demotasks import (RUNNERS, TASK_DEFAULTS, TASK_MODELS,
+    from mdlstm_np.training.checkpoint import CheckpointError
+    from mdlstm_np.demo.demotasks import (RUNNERS, TASK_DEFAULTS, TASK_MODELS,
                                                 checkpoint_paths)
-    from mdlstm_np.experiment.runrecord import (OutputError, command_line, prepare_output,
+    from mdlstm_np.demo.runrecord import (OutputError, command_line, prepare_output,
                                                read_config, versions, write_config)
     from mdlstm_np.validate import check_positive_int
 
@@ -603,7 +605,7 @@ def _main_fit_task(args, given, stop, task) -> int:
     except CheckpointError as e:                 # a checkpoint of other settings (--resume)
         fail(str(e))
     except Exception as e:                       # TrainingDiverged, NonFiniteError, ...
-        from mdlstm_np.experiment.train import TrainingDiverged
+        from mdlstm_np.training.guard import TrainingDiverged
 
         if not isinstance(e, (TrainingDiverged, FloatingPointError)) and \
                 "not finite" not in str(e):
@@ -630,7 +632,7 @@ def check_recorded_checkpoint(path: str, name: str) -> None:
     """A --resume of an epoch task: the checkpoint at ``path`` loads (not truncated or
     corrupted) and belongs to model ``name``; else CheckpointError (one line). Its settings,
     shapes and dtype are checked against the model when ``fit`` resumes it."""
-    from mdlstm_np.experiment.checkpoint import CheckpointError, load_checkpoint
+    from mdlstm_np.training.checkpoint import CheckpointError, load_checkpoint
 
     held = load_checkpoint(path).meta.get("model")
     if held != name:

@@ -12,7 +12,7 @@ What is timed (median and IQR over --repeats runs after one warm-up run; the war
 over the median is reported as compile_s, the JIT compile / first-call cost):
   fwd    MDLSTM.forward
   fwdbwd MDLSTM.forward + backward
-  train  the MD_LSTM model (the MDLSTM layer + DenseSigmoid head) forward, MSE loss,
+  train  the MD_LSTM model (the MDLSTM layer + sigmoid Dense head) forward, MSE loss,
          backward, Adam step
   (reference: the cell-by-cell forward of reference.py, small grids only)
 for every cell (--cells): plain (Graves' cell, ln=False), ln_fixed (ln=True), ln_seed
@@ -55,7 +55,7 @@ import tracemalloc
 
 import numpy as np
 
-from mdlstm_np.experiment.atomic import atomic_write
+from mdlstm_np.training.atomic import atomic_write
 from mdlstm_np.backends import get_backend
 from mdlstm_np.mdlstm import MDLSTM
 from mdlstm_np.testing.reference import mdlstm_reference_forward
@@ -177,7 +177,7 @@ PLAIN_LARGE_FORGET_BIAS = -2.0  # ... this forget bias (make_model says why)
 
 
 def make_model(be, cell, C, H, dtype, side=0):
-    """The MD_LSTM model with cell ``cell`` (a CELLS name): MDLSTM + DenseSigmoid head.
+    """The MD_LSTM model with cell ``cell`` (a CELLS name): MDLSTM + sigmoid Dense head.
 
     Graves' plain cell sums its n predecessors' states, f_1 c_1 + f_2 c_2, which grows like a
     path count along the diagonal: with forget bias 1 (the layer's default) its float32 state
@@ -185,8 +185,9 @@ def make_model(be, cell, C, H, dtype, side=0):
     256×256, and the layer refuses it (NonFiniteError). On grids of side ≥ 64 the plain cell is
     therefore timed with forget bias −2 (Σ_d f_d ≈ 0.24: the state stays bounded). Its kernels
     have no data-dependent branches, so the time is the same as for any finite state."""
-    from mdlstm_np.experiment.models import Model, build_model
-    from mdlstm_np.head import DenseSigmoid
+    from mdlstm_np.training.model import Model
+    from mdlstm_np.demo.models import build_model
+    from mdlstm_np.dense import Dense
 
     if CELLS[cell] is None:  # as the demo builds it
         return build_model("MD_LSTM", in_channels=C, hidden=H, backend=be, dtype=dtype)
@@ -194,7 +195,7 @@ def make_model(be, cell, C, H, dtype, side=0):
     if cell == "plain" and side >= PLAIN_LARGE_SIDE:
         kw["forget_bias"] = PLAIN_LARGE_FORGET_BIAS
     rnn = MDLSTM(C, H, ndim=2, backend=be, dtype=dtype, **kw)
-    return Model(rnn, DenseSigmoid(H, 1, backend=be, dtype=dtype), name=f"MD_LSTM/{cell}")
+    return Model(rnn, Dense(H, 1, "sigmoid", backend=be, dtype=dtype), name=f"MD_LSTM/{cell}")
 
 
 def workloads(be, side, B, H, C, dtype, kinds, cell="plain"):

@@ -114,7 +114,7 @@ def _fmt(v):
 # --------------------------------------------------------------------------- own timing
 def _step_fn(backend, side, batch, hidden):
     from mdlstm_np.losses import mse
-    from mdlstm_np.experiment.models import build_model
+    from mdlstm_np.demo.models import build_model
     from mdlstm_np.optim import Adam
 
     model = build_model("MD_LSTM", hidden=hidden, backend=backend, dtype="float32")  # the

@@ -48,9 +48,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from mdlstm_np.experiment.atomic import atomic_write
-from mdlstm_np.experiment.cli import MAX_STEPS, OneLineParser, integer, number
-from mdlstm_np.experiment.cli import fail as _fail
+from mdlstm_np.training.atomic import atomic_write
+from mdlstm_np.demo.cli import MAX_STEPS, OneLineParser, integer, number
+from mdlstm_np.demo.cli import fail as _fail
 from mdlstm_np.torch import MDLSTM
 
 PROG = "ddp.py"
@@ -95,12 +95,12 @@ def parse_args(argv):
 
 def preflight(args, world: int, rank: int):
     """Before step 1 (and before joining the process group): this process's share of the
-    memory (``mdlstm_np/experiment/memory.py``, the engine's cache for batch/world samples),
+    memory (``mdlstm_np/demo/memory.py``, the engine's cache for batch/world samples),
     and on rank 0 the --save folder (created, written, room, no earlier file unless
     --overwrite). Returns the run's record (settings, world size, versions, command line),
     which --save stores as "config". One line and exit 2 when something fails."""
-    from mdlstm_np.experiment.memory import check_memory, estimate_training_bytes
-    from mdlstm_np.experiment.runrecord import (OutputError, command_line, prepare_output,
+    from mdlstm_np.demo.memory import check_memory, estimate_training_bytes
+    from mdlstm_np.demo.runrecord import (OutputError, command_line, prepare_output,
                                                versions)
 
     hidden, n = args.hidden, 2

@@ -18,7 +18,7 @@ the run's record inside it: a PNG text chunk "mdlstm_np.config" holding JSON (se
 and sweep per model, versions, command line; ``PIL.Image.open(path).text`` reads it).
 
 Before step 1: every flag is checked (one line on stderr, exit status 2), the memory a step
-needs is estimated (``mdlstm_np/experiment/memory.py``) and the output folder is created,
+needs is estimated (``mdlstm_np/demo/memory.py``) and the output folder is created,
 test-written and checked for room; an earlier run's figure is replaced only with --overwrite.
 """
 
@@ -38,21 +38,21 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from mdlstm_np.experiment.atomic import atomic_write  # noqa: E402
-from mdlstm_np.experiment.cli import MAX_STEPS, OneLineParser, fail, integer, number  # noqa: E402
-from mdlstm_np.head import DenseSigmoid  # noqa: E402
+from mdlstm_np.training.atomic import atomic_write  # noqa: E402
+from mdlstm_np.demo.cli import MAX_STEPS, OneLineParser, fail, integer, number  # noqa: E402
+from mdlstm_np.dense import Dense  # noqa: E402
 from mdlstm_np.losses import mse  # noqa: E402
 from mdlstm_np.mdlstm import MDLSTM  # noqa: E402
-from mdlstm_np.experiment.demotasks import SliceWise2D  # noqa: E402
-from mdlstm_np.experiment.models import Model  # noqa: E402
+from mdlstm_np.sd import SliceWise2D  # noqa: E402
+from mdlstm_np.training.model import Model  # noqa: E402
 from mdlstm_np.optim import Adam  # noqa: E402
-from mdlstm_np.experiment.tasks3d import random_diagonal_3d, relevant_index  # noqa: E402
+from mdlstm_np.demo.tasks3d import random_diagonal_3d, relevant_index  # noqa: E402
 
 
 def build(kind: str, hidden: int) -> Model:
     kw = dict(cell="graves", dtype="float64")  # the cell and precision this comparison used
     rnn = MDLSTM(1, hidden, ndim=3, **kw) if kind == "3-D" else SliceWise2D(1, hidden, **kw)
-    return Model(rnn, DenseSigmoid(hidden, 1), name=kind)
+    return Model(rnn, Dense(hidden, 1, "sigmoid", dtype="float64"), name=kind)
 
 
 class Diverged(RuntimeError):
@@ -81,7 +81,7 @@ def train(kind: str, args, log_every: int):
         loss, dy = mse(be, y, t)
         _, grads = model.backward(dy, cache)
         bad = [k for k, g in (("loss", loss), *sorted(grads.items())) if not be.all_finite(g)]
-        if bad:  # the guard of mdlstm_np.experiment.train: never apply a NaN/inf update
+        if bad:  # the guard of mdlstm_np.demo.train: never apply a NaN/inf update
             raise Diverged(f"{kind}: {bad[0]} is not finite (NaN or inf) at step {step}; "
                            f"stopped before applying it", hist)
         opt.step(params, grads)
@@ -103,7 +103,7 @@ def save_plot(path, hists, record=None):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mdlstm_np.experiment.plots import marker, scale_y, settings_text
+    from mdlstm_np.demo.plots import marker, scale_y, settings_text
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for kind, h in hists.items():
@@ -162,8 +162,8 @@ def preflight(args):
     room, no other run's figure unless --overwrite). Returns the run's record (settings, seed,
     backend and sweep per model, versions, command line), which the figure carries. Exits 2
     with one line when something does not fit."""
-    from mdlstm_np.experiment.memory import check_memory, estimate_model_bytes
-    from mdlstm_np.experiment.runrecord import (OutputError, command_line, prepare_output,
+    from mdlstm_np.demo.memory import check_memory, estimate_model_bytes
+    from mdlstm_np.demo.runrecord import (OutputError, command_line, prepare_output,
                                                versions)
 
     models = {kind: build(kind, args.hidden) for kind in ("3-D", "2-D")}

@@ -57,14 +57,14 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-from mdlstm_np.experiment import cli  # noqa: E402
+from mdlstm_np.demo import cli  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from mdlstm_np import (GridModel, HorizontalSDLSTM, MultiDirectionalMDLSTM,  # noqa: E402
+from mdlstm_np import (Model, HorizontalSDLSTM, MultiDirectionalMDLSTM,  # noqa: E402
                        SnakeSDLSTM, fit, get_backend)
 from mdlstm_np.data import load_digits, random_shift  # noqa: E402
-from mdlstm_np.experiment.demotasks import DIGITS_CELL  # noqa: E402
+from mdlstm_np.demo.demotasks import DIGITS_CELL  # noqa: E402
 from mdlstm_np.readout import READOUTS  # noqa: E402
 
 PROG = "digits.py"
@@ -73,10 +73,10 @@ NUM_CLASSES = 10
 
 
 # --------------------------------------------------------------------------- the classifier
-def build_classifier(kind: str, hidden: int, readout: str, be, dtype: str) -> GridModel:
+def build_classifier(kind: str, hidden: int, readout: str, be, dtype: str) -> Model:
     """Recurrent layer -> read-out -> logits, parameters in one dict ("rnn.*", "head.*").
 
-    x (B, 8, 8, 1) -> h (B, 8, 8, F) -> logits (B, 10); ``GridModel`` runs backward in reverse.
+    x (B, 8, 8, 1) -> h (B, 8, 8, F) -> logits (B, 10); ``Model`` runs backward in reverse.
     The MD-LSTMs use the demo's digits cell (``DIGITS_CELL``: Graves' cell, forget bias 0; its
     comment has the accuracies by cell and seed).
     """
@@ -91,7 +91,7 @@ def build_classifier(kind: str, hidden: int, readout: str, be, dtype: str) -> Gr
         rnn = SnakeSDLSTM(1, hidden, backend=be, dtype=dtype)
     features = getattr(rnn, "out_features", hidden)
     head = READOUTS[readout](features, NUM_CLASSES, backend=be, dtype=dtype)
-    return GridModel(rnn, head, name=kind)
+    return Model(rnn, head, name=kind)
 
 
 def train(kind: str, args, data, be, progress: bool):
@@ -120,8 +120,8 @@ def save_plot(path: str, hists: dict, settings: dict = None):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mdlstm_np.experiment.atomic import atomic_write
-    from mdlstm_np.experiment.plots import epoch_axis, marker, scale_y, settings_text
+    from mdlstm_np.training.atomic import atomic_write
+    from mdlstm_np.demo.plots import epoch_axis, marker, scale_y, settings_text
 
     fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(10, 4))
     for kind, h in hists.items():

@@ -3,7 +3,7 @@
     PYTHONPATH=. python examples/lines.py                 # the full run: 12000 steps or 14 min
     PYTHONPATH=. python examples/lines.py --steps 200 --out /tmp/lines
 
-Trains ``mdlstm_np.experiment.handwriting.HierarchicalMDRNN`` with CTC on lines composed from
+Trains ``mdlstm_np.demo.handwriting.HierarchicalMDRNN`` with CTC on lines composed from
 scikit-learn's handwritten digits (``mdlstm_np.data.lines``; test lines use only digit images
 never seen in training), with Adam, and writes to ``--out``:
 
@@ -14,7 +14,7 @@ never seen in training), with Adam, and writes to ``--out``:
     learning_curves.png   the loss and the test CER against the step
     lines.png             test lines with the true and the predicted digit strings
 
-Every file is written atomically (``mdlstm_np.experiment.atomic``). A bad flag prints one line
+Every file is written atomically (``mdlstm_np.training.atomic``). A bad flag prints one line
 and exits with status 2.
 """
 
@@ -30,7 +30,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-from mdlstm_np.experiment import cli  # noqa: E402
+from mdlstm_np.demo import cli  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -113,7 +113,7 @@ RESULTS = ("curves.tsv", "evals.tsv", "learning_curves.png", "lines.png")  # + m
 
 
 def _write_text(path, text):
-    from mdlstm_np.experiment.atomic import atomic_write
+    from mdlstm_np.training.atomic import atomic_write
 
     def writer(tmp):
         with open(tmp, "w") as f:
@@ -143,7 +143,7 @@ def profile_step(result, batches=20, batch=16):
         layer = getattr(model, name)
         layer.forward = timed(f"{name} forward", layer.forward)
         layer.backward = timed(f"{name} backward", layer.backward)
-    from mdlstm_np.experiment.handwriting import _crop
+    from mdlstm_np.demo.handwriting import crop_batch as _crop
 
     rng = np.random.default_rng(0)
     total = 0.0
@@ -166,9 +166,9 @@ def profile_step(result, batches=20, batch=16):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from mdlstm_np.experiment.handwriting import plot_curves, plot_lines, train_lines
+    from mdlstm_np.demo.handwriting import plot_curves, plot_lines, train_lines
 
-    from mdlstm_np.experiment.runrecord import OutputError, prepare_output
+    from mdlstm_np.demo.runrecord import OutputError, prepare_output
 
     try:  # before training, by the demo's rule: another run's results only with --overwrite
         prepare_output(args.out, patterns=RESULTS, config_name="metrics.json",

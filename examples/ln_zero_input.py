@@ -30,12 +30,12 @@ import time
 import numpy as np
 
 from mdlstm_np.cells.layernorm import LayerNormCell
-from mdlstm_np.experiment.cli import MAX_STEPS, OneLineParser, fail, integer
-from mdlstm_np.head import DenseSigmoid
+from mdlstm_np.demo.cli import MAX_STEPS, OneLineParser, fail, integer
+from mdlstm_np.dense import Dense
 from mdlstm_np.losses import mse
 from mdlstm_np.mdlstm import MDLSTM
-from mdlstm_np.experiment.models import Model
-from mdlstm_np.experiment.tasks import random_diagonal
+from mdlstm_np.training.model import Model
+from mdlstm_np.demo.tasks import random_diagonal
 from mdlstm_np.validate import NonFiniteError
 
 FLIPS = {"top-left": (), "top-right": (2,), "bottom-left": (1,), "bottom-right": (1, 2)}
@@ -52,7 +52,7 @@ def ln_model(cell, *, hidden=16, dtype="float64", backend="numpy", check_finite=
         cell = GravesCell()
     rnn = MDLSTM(1, hidden, 2, cell=cell, backend=backend, dtype=dtype,
                  check_finite=check_finite)
-    return Model(rnn, DenseSigmoid(hidden, 1, backend=backend, dtype=dtype),
+    return Model(rnn, Dense(hidden, 1, "sigmoid", backend=backend, dtype=dtype),
                  name=f"MD_LSTM[{cell.name}]")
 
 
@@ -150,7 +150,8 @@ def table_sweep(sizes=(8, 16, 32, 64)):
 
 
 def train_compare(steps=1000, seeds=(0, 1, 2), backend="numpy"):
-    from mdlstm_np.experiment.train import TrainingDiverged, train
+    from mdlstm_np.training.guard import TrainingDiverged
+    from mdlstm_np.demo.train import train
 
     print(f"\nrandom diagonal 8x8, batch 16, hidden 16, Adam 0.01, {steps} steps, float32")
     print("median relevant loss over the windows (steps), per seed")
@@ -188,7 +189,7 @@ def parse_args(argv=None):
 def preflight(args):
     """The largest step this script takes must fit in memory (one line, exit 2, if not):
     the 64×64 float64 sweep, and with --train the 8×8 task at batch 16. It writes no files."""
-    from mdlstm_np.experiment.memory import check_memory, estimate_model_bytes
+    from mdlstm_np.demo.memory import check_memory, estimate_model_bytes
 
     need = estimate_model_bytes(ln_model("seed"), (64 if args.sweep else 32,) * 2, 4)
     if args.train:

@@ -4,7 +4,7 @@
     PYTHONPATH=. python examples/receptive_fields.py --steps 50 --out /tmp/rf.png
 
 Trains MD_LSTM, SNAKE_SD_LSTM, HORIZONTAL_SD_LSTM (and a 4-direction MD-LSTM, unless
-``--no-multidir``) on the random-diagonal task with ``mdlstm_np.experiment.train.train``, then
+``--no-multidir``) on the random-diagonal task with ``mdlstm_np.demo.train.train``, then
 takes one task sample with its ones at (r, c) and (r+1, c+1) and draws, for every model, the map
 |∂y(p)/∂x(q)| over the input cells q at the cell that counts, p = (r+1, c) (where the target
 holds the second one; ``mdlstm_np/receptive.py``). The target there is fixed by the first one
@@ -31,7 +31,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-from mdlstm_np.experiment import cli  # noqa: E402
+from mdlstm_np.demo import cli  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -77,21 +77,22 @@ def parse_args(argv=None):
 
 def four_direction_model(hidden, be, dtype):
     """A 4-direction MD-LSTM (Graves' cell, H/4 per direction, concatenated) + the seed's head."""
-    from mdlstm_np.experiment.models import Model
-    from mdlstm_np.head import DenseSigmoid
+    from mdlstm_np.training.model import Model
+    from mdlstm_np.dense import Dense
     from mdlstm_np.multidir import MultiDirectionalMDLSTM
 
     rnn = MultiDirectionalMDLSTM(1, max(1, hidden // 4), ndim=2, backend=be, dtype=dtype)
-    return Model(rnn, DenseSigmoid(rnn.out_features, 1, backend=be, dtype=dtype),
+    return Model(rnn, Dense(rnn.out_features, 1, "sigmoid", backend=be, dtype=dtype),
                  name="4-direction MD-LSTM")
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     from mdlstm_np.backends import get_backend
-    from mdlstm_np.experiment.models import build_model
-    from mdlstm_np.experiment.tasks import random_diagonal
-    from mdlstm_np.experiment.train import TrainingDiverged, train
+    from mdlstm_np.demo.models import build_model
+    from mdlstm_np.demo.tasks import random_diagonal
+    from mdlstm_np.training.guard import TrainingDiverged
+    from mdlstm_np.demo.train import train
     from mdlstm_np.receptive import plot_receptive_fields, receptive_field
 
     try:

@@ -4,21 +4,23 @@ differences.
 
 Reading order: ``mdlstm.py`` (the layer), ``sweep.py`` (the wavefront recurrence and the
 contract every backend's fast sweep follows), ``cells/graves.py`` (the cell), ``grid.py``
-(the wavefront schedule). Backends in ``backends/``, the seed's experiment in ``experiment/``,
-test oracles in ``testing/``.
+(the wavefront schedule). Who each part is for:
+
+    the engine        the layers (mdlstm, multidir, sd, hierarchy, readout, dense), cells/,
+                      sweep, grid, backends/, ctc, losses, optim, testing/ (test oracles)
+    the training API  training/: Model, fit, save/load, checkpoints, the finiteness guard
+    the demo          demo/: the seed's tasks and models, data plumbing, plots, the CLI
+                      (``demo.py``, ``examples/``); nothing else imports from it
 """
 
-from . import _moved
 from .backends import get_backend
-from .experiment.models import Model, build_model
 from .mdlstm import MDLSTM
 from .multidir import MultiDirectionalMDLSTM
 from .sd import HorizontalSDLSTM, SnakeSDLSTM
-from .experiment.gridmodel import DenseLinear, GridModel  # noqa: E402  (after the layers)
-from .experiment.fit import History, fit, predict  # noqa: E402
-
-_moved.install()
+from .dense import Dense
+from .training import CheckpointError, History, Model, TrainingDiverged, fit, predict
 
 __all__ = ["get_backend", "MDLSTM", "MultiDirectionalMDLSTM", "HorizontalSDLSTM", "SnakeSDLSTM",
-           "Model", "build_model", "GridModel", "DenseLinear", "fit", "predict", "History"]
+           "Dense", "Model", "fit", "predict", "History", "CheckpointError",
+           "TrainingDiverged"]
 __version__ = "0.1.0"

@@ -5,7 +5,7 @@ Fig. 2; Graves 2012, "Supervised Sequence Labelling with Recurrent Neural Networ
 "Hierarchical Subsampling Networks"; RNNLIB's block, feed-forward and collapse layers).
 
 A level is: an MD-LSTM over the grid, then ``BlockSubsample`` (gather non-overlapping blocks of
-cells into one cell's channels: the grid shrinks, the features grow), then ``FeedForwardTanh``
+cells into one cell's channels: the grid shrinks, the features grow), then ``Dense(.., "tanh")``
 (a per-cell dense layer that mixes the block back down to a few features). The top level's
 output is ``CollapseVertical``-ed into a sequence along the width, one vector per column.
 
@@ -26,14 +26,8 @@ inverse permutation; step 1 multiplies by the 0/1 mask and pads, whose adjoint c
     2'. dx̄ = the inverse permutation of dy                            (B, S'_1 k_1 .., C)
     1'. dx = m ⊙ dx̄[:, :S_1, .., :S_n]       (zero at the padding of every sample)
 
-FeedForwardTanh, F -> K features per cell (weights W (F, K), bias b (K,))
--------------------------------------------------------------------------
-    1. z = x W + b
-    2. y = m ⊙ tanh(z)
-    2'. dz = (m ⊙ dy) ⊙ (1 - y²)          tanh' written with the stored output y
-    1'. dW = Σ_cells xᵀ dz,  db = Σ_cells dz,  dx = dz Wᵀ
-Cells outside a sample's box have dz = 0, so they get zero output, zero dx, and add nothing to
-dW and db, whatever values the padding holds.
+The per-cell dense layer between them is ``dense.Dense(F, K, "tanh")``: y = m ⊙ tanh(x V + a),
+masked by the same box (its equations are in ``dense.py``).
 
 CollapseVertical, (B, H, W, C) -> (B, W, C)
 -------------------------------------------
@@ -41,8 +35,7 @@ CollapseVertical, (B, H, W, C) -> (B, W, C)
     1'. dx[b, h, w, c] = m(b, h, w) dy[b, w, c]        (each summed cell receives dy unchanged)
 Sample b's sequence has length L_b1 (its width, ``out_sizes``); columns beyond it are zero.
 
-Initialisation of FeedForwardTanh: W ~ Glorot-uniform U(-√(6/(F+K)), √(6/(F+K))), b = 0. The
-array code uses only array-API calls on ``be.xp`` (no numpy on device arrays); masks are built on
+The array code uses only array-API calls on ``be.xp`` (no numpy on device arrays); masks are built on
 the host with numpy from ``sizes``, like ``multidir.py`` builds its flips.
 """
 
@@ -53,9 +46,9 @@ from typing import Any, List, NamedTuple, Sequence, Tuple
 
 import numpy as np
 
-from . import get_backend
-from .validate import (check_dtype_name, check_grid_input, check_params, check_positive_int,
-                       check_sizes)
+from .backends import get_backend
+from .validate import (DEFAULT_DTYPE, check_dtype_name, check_grid_input, check_params,
+                       check_positive_int, check_sizes)
 
 
 # --------------------------------------------------------------------------- sizes and masks
@@ -150,7 +143,7 @@ class BlockSubsample(_Layer):
     backward(dy, cache) -> (dx (B, S_1..S_n, C), {}). ``out_sizes(sizes)`` = ⌈sizes / block⌉.
     """
 
-    def __init__(self, block=(2, 2), *, backend="numpy", dtype="float64"):
+    def __init__(self, block=(2, 2), *, backend="numpy", dtype=DEFAULT_DTYPE):
         super().__init__(backend, dtype)
         self.block = _check_block(block)
         self.ndim = len(self.block)
@@ -196,73 +189,6 @@ class BlockSubsample(_Layer):
         return dx, {}
 
 
-# --------------------------------------------------------------------------- FeedForwardTanh
-class FeedForwardCache(NamedTuple):
-    x2: Any               # (N, F) the input, leading axes flattened
-    y2: Any               # (N, K) the masked output m ⊙ tanh(z)
-    m2: Any               # (N, 1) the mask, or None
-    W: Any                # (F, K) the weight of the forward pass
-    lead: tuple           # (B, S_1..S_n)
-
-
-class FeedForwardTanh(_Layer):
-    """y = m ⊙ tanh(x W + b) at every cell (module docstring).
-
-    in_features F, out_features K. Parameters {"W": (F, K), "b": (K,)}.
-    forward(params, x (B, S_1..S_n, F), sizes=None (B, n)) -> y (B, S_1..S_n, K), cache;
-    n >= 0 grid axes (x (B, F) is an ordinary dense layer).
-    backward(dy, cache) -> (dx, {"W": dW, "b": db}). ``out_sizes(sizes)`` = sizes.
-    """
-
-    def __init__(self, in_features, out_features, *, backend="numpy", dtype="float64"):
-        super().__init__(backend, dtype)
-        self.in_features = check_positive_int(in_features, "in_features")
-        self.out_features = check_positive_int(out_features, "out_features")
-
-    def param_shapes(self) -> dict:
-        return {"W": (self.in_features, self.out_features), "b": (self.out_features,)}
-
-    def init_params(self, rng) -> dict:
-        """Glorot-uniform W, zero b; ``rng`` a numpy.random.Generator."""
-        if not isinstance(rng, np.random.Generator):
-            raise TypeError(f"rng: expected a numpy.random.Generator, got {type(rng).__name__}")
-        F, K = self.in_features, self.out_features
-        limit = math.sqrt(6.0 / (F + K))
-        return {"W": self.be.asarray(rng.uniform(-limit, limit, (F, K)), self.dtype),
-                "b": self.be.xp.zeros((K,), dtype=self.be.dtype(self.dtype))}
-
-    def out_sizes(self, sizes) -> np.ndarray:
-        return np.asarray(sizes).astype(np.int64)
-
-    def forward(self, params, x, sizes=None):
-        be, xp = self.be, self.be.xp
-        check_params(be, params, self.param_shapes(), self.dtype)
-        ndim = x.ndim - 2 if be.is_array(x) else 0
-        _check_x(be, x, max(ndim, 0), self.in_features, self.dtype)
-        lead = tuple(x.shape[:-1])
-        mask = box_mask(be, sizes, lead[0], lead[1:], self.dtype)
-        x2 = xp.reshape(x, (-1, self.in_features))                        # (N, F)
-        z = x2 @ params["W"] + params["b"]                                # 1. (N, K)
-        y2 = xp.tanh(z)                                                   # 2. (N, K)
-        m2 = None if mask is None else xp.reshape(mask, (-1, 1))          # (N, 1)
-        if m2 is not None:
-            y2 = y2 * m2                                                  # 2. padding -> 0
-        y = xp.reshape(y2, lead + (self.out_features,))
-        return y, FeedForwardCache(x2, y2, m2, params["W"], lead)
-
-    def backward(self, dy, cache: FeedForwardCache):
-        xp = self.be.xp
-        _check_grad(dy, cache.lead + (self.out_features,))
-        dy2 = xp.reshape(dy, (-1, self.out_features))                     # (N, K)
-        if cache.m2 is not None:
-            dy2 = dy2 * cache.m2                                          # 2'. padding gets 0
-        dz = dy2 * (1.0 - cache.y2 * cache.y2)                            # 2'. tanh' = 1 - y²
-        dW = xp.permute_dims(cache.x2, (1, 0)) @ dz                       # 1'. (F, K)
-        db = xp.sum(dz, axis=0)                                           # 1'. (K,)
-        dx2 = dz @ xp.permute_dims(cache.W, (1, 0))                       # 1'. (N, F)
-        return xp.reshape(dx2, cache.lead + (self.in_features,)), {"W": dW, "b": db}
-
-
 # --------------------------------------------------------------------------- CollapseVertical
 class CollapseCache(NamedTuple):
     in_shape: tuple       # (B, H, W, C)
@@ -278,7 +204,7 @@ class CollapseVertical(_Layer):
     ``out_sizes(sizes)`` = sizes[:, 1:2], (B, 1): the sequence lengths (CTC's input_lengths).
     """
 
-    def __init__(self, *, backend="numpy", dtype="float64"):
+    def __init__(self, *, backend="numpy", dtype=DEFAULT_DTYPE):
         super().__init__(backend, dtype)
 
     def out_sizes(self, sizes) -> np.ndarray:
@@ -303,3 +229,37 @@ class CollapseVertical(_Layer):
         dx = xp.broadcast_to(xp.reshape(dy, (B, 1, W, C)), (B, H, W, C))  # 1'. copy to every row
         dx = dx * cache.mask if cache.mask is not None else dx + 0.0      # (+ 0.0: own copy)
         return dx, {}
+
+
+# --------------------------------------------------------------------------- SequenceLogSoftmax
+class SequenceLogSoftmaxCache(NamedTuple):
+    y: Any                # (T, B, K) the output, stored for the backward
+
+
+class SequenceLogSoftmax(_Layer):
+    """The scores of a sequence (B, T, K) as CTC's input: log-probabilities, time first.
+
+    1. y = log_softmax(u) over the classes, (B, T, K) -> (T, B, K)    (``ctc.log_softmax``)
+    1'. du = dy − e^{y} Σ_k dy_k, back to (B, T, K)                      (``ctc.log_softmax_backward``)
+    No parameters. forward(params={}, u (B, T, K)) -> y (T, B, K), cache; backward(dy, cache) ->
+    (du (B, T, K), {}).
+    """
+
+    def __init__(self, *, backend="numpy", dtype=DEFAULT_DTYPE):
+        super().__init__(backend, dtype)
+
+    def forward(self, params, u):
+        from .ctc import log_softmax
+
+        xp = self.be.xp
+        check_params(self.be, params, {}, self.dtype)
+        _check_x(self.be, u, 1, None, self.dtype, name="u")
+        y = log_softmax(self.be, xp.permute_dims(u, (1, 0, 2)), axis=-1)   # 1. (T, B, K)
+        return y, SequenceLogSoftmaxCache(y)
+
+    def backward(self, dy, cache: SequenceLogSoftmaxCache):
+        from .ctc import log_softmax_backward
+
+        _check_grad(dy, cache.y.shape)
+        du = log_softmax_backward(self.be, dy, cache.y, axis=-1)            # 1'. (T, B, K)
+        return self.be.xp.permute_dims(du, (1, 0, 2)), {}

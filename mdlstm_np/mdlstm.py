@@ -20,6 +20,48 @@ What the layer does around the sweep (``sweep.py``: steps 1b-5 and their mirror)
     1a'. dW = x_wᵀ dZ      db = Σ dZ      dU = [h(p⁻_1) | … | h(p⁻_n)]ᵀ dZ      dx = dZ Wᵀ
          whole-grid matmuls after the sweep (unless the sweep fused them: FusedWeightGrads)
     0'. back to raster order: (N, B, ·) -> (B, *S, ·)
+
+Defaults: cell "stable", forget_bias 1.0, dtype float32 — finite by construction
+--------------------------------------------------------------------------------
+A fresh layer built with defaults gives finite outputs and gradients on float32 input in
+[0, 1) of any size up to 1024×1024 (``tests/test_stability.py``,
+``test_defaults_are_finite_*``). The reasons, cell by cell:
+
+* Graves' cell adds its n predecessors' states, c(p) = i⊙g + Σ_d f_d⊙c(p⁻_d): with forget
+  gates f the state of wavefront s grows like (n·f)^s, a binomial path count. Measured with
+  a fresh ``MDLSTM(3, 8, ndim=2, cell="graves")`` on a [0, 1) image, float32 (issue 9):
+  NaN gradients at 320×320, NaN outputs at 1024×1024, and with forget_bias 1.0 NaN
+  gradients from 128×128; the minimal case (W = U = 0, b_f = 1, i = o = ½, g = 1) leaves
+  float32 on a 121×121 grid. No default of Graves' cell is safe at these sizes.
+* The stable cell (Leifert et al. 2016, ``cells/stable.py``) mixes the predecessors
+  convexly, c(p) = i⊙g + f⊙Σ_d λ̂_d⊙c(p⁻_d) with Σ_d λ̂_d = 1, so |c| ≤ s + 1 on wavefront
+  s for *any* weights and input (≤ 2047 on 1024×1024), and ≤ 1/(1 − f_max) while the forget
+  gates stay below f_max. Backward, the Jacobian of the carried state sums to f ≤ 1 over
+  the predecessors, so the gradient carried through c is a sub-probability random walk:
+  each dout injection reaches every cell with total weight ≤ 1 (along the carried state
+  alone, |∂L/∂c| ≤ Σ |dout| over the grid). The recurrent h-path through U is an ordinary
+  RNN Jacobian, bounded by the weights, not by the cell; the measured numbers below show
+  it small at the default initialisation and not growing with the grid.
+* forget_bias 1.0: f = σ(1) = 0.73 at initialisation, a memory of ~1/(1 − f) ≈ 3.7 cells
+  along the mixture (TensorFlow's and Jozefowicz et al. 2015's recommendation for LSTMs;
+  0.0 gives f = ½, a memory of 2 cells). For the stable cell it only moves the bound
+  1/(1 − f) (3.7 against 2.0), never past s + 1; for Graves' cell it is what breaks
+  float32 at 128×128.
+* float32: the cost of every backend's hot loop and of GPUs is half that of float64, and
+  the state bound above makes float64's range unnecessary.
+
+Measured (fresh ``MDLSTM(3, 8, ndim=2)``, [0, 1) float32 image, dout = 1, numpy):
+
+    grid         forget_bias   max |c|   max |out|   max |dx|   max |db|   max |db| / N
+    256×256      0.0           0.44      0.21        0.51       3.9e4      0.60
+    1024×1024    0.0           0.47      0.22        0.52       6.3e5      0.60
+    128×128      1.0           0.65      0.30        0.94       2.0e4      1.19
+    256×256      1.0           0.65      0.29        0.93       7.9e4      1.21
+    1024×1024    1.0           0.70      0.31        0.93       1.3e6      1.22
+    512×512, 4 directions 1.0  1.32      0.41        2.06       4.0e5      1.5
+
+|c| stays far below its bound, dx does not grow with the grid, and the parameter
+gradients are sums of N bounded terms (~1.2 per cell): 10³² below float32's range.
 """
 
 from __future__ import annotations
@@ -30,14 +72,14 @@ import numpy as np
 
 from .backends import get_backend
 from .cells import make_cell
+from .nonfinite import check_grads_finite, check_state_finite
 from .sweep import DevicePlan, device_plan, sizes_mask
-from .validate import (NonFiniteError, check_array, check_bool, check_dtype_name,
+from .validate import (DEFAULT_DTYPE, check_array, check_bool, check_dtype_name,
                        check_finite_number, check_grid_input, check_params, check_positive_int,
                        check_state)
 
-DEFAULT_CELL = "stable"       # see "Defaults" in the MDLSTM docstring
+DEFAULT_CELL = "stable"       # see "Defaults" in the module docstring
 DEFAULT_FORGET_BIAS = 1.0
-DEFAULT_DTYPE = "float32"
 
 
 class MDLSTMCache(NamedTuple):
@@ -67,7 +109,7 @@ class MDLSTM:
     in_channels : C, channels of the input's last axis.
     hidden : H, width of the hidden and cell state.
     ndim : n ≥ 1, number of grid axes (1: an ordinary LSTM over sequences).
-    cell : cell variant, ``"stable"`` (the default, see Defaults), ``"graves"``, ``"leakylp"``,
+    cell : cell variant, ``"stable"`` (the default, see "Defaults" in the module docstring), ``"graves"``, ``"leakylp"``,
         or a cell object. None (the default) means "stable", or "graves" when ``ln`` or
         ``peepholes`` ask for a variant only Graves' cell has.
     peepholes : Graves' peephole connections (graves cell only); True or False.
@@ -78,9 +120,8 @@ class MDLSTM:
     dtype : ``"float32"`` (default) or ``"float64"``; inputs and parameters must match (no
         silent casts).
     check_finite : True (default): ``forward`` raises :class:`NonFiniteError` when the sweep
-        produced a NaN or inf state, and ``backward`` when a gradient is NaN or inf (one
-        reduction per pass, after the sweep). False only to study an overflow (the tests of
-        ``tests/test_stability.py`` do).
+        produced a NaN or inf state, ``backward`` when a gradient is NaN or inf (one reduction
+        per pass, after the sweep; ``nonfinite.py``). False only to study an overflow.
 
     Raises TypeError/ValueError naming the argument for a wrong one (a string or NaN
     ``forget_bias``, a non-bool ``peepholes``, an unknown cell, ...).
@@ -93,48 +134,6 @@ class MDLSTM:
     Initialisation: W and U uniform in ±sqrt(6 / (C + n·H + G)) (Glorot, as TensorFlow's
     LSTMCell treats its stacked [x, h] kernel), b = 0 except the block named "f" (the forget
     gate; for leakylp the leak) = forget_bias.
-
-    Defaults: cell "stable", forget_bias 1.0, dtype float32 — finite by construction
-    -------------------------------------------------------------------------------------
-    A fresh layer built with defaults gives finite outputs and gradients on float32 input in
-    [0, 1) of any size up to 1024×1024 (``tests/test_stability.py``,
-    ``test_defaults_are_finite_*``). The reasons, cell by cell:
-
-    * Graves' cell adds its n predecessors' states, c(p) = i⊙g + Σ_d f_d⊙c(p⁻_d): with forget
-      gates f the state of wavefront s grows like (n·f)^s, a binomial path count. Measured with
-      a fresh ``MDLSTM(3, 8, ndim=2, cell="graves")`` on a [0, 1) image, float32 (issue 9):
-      NaN gradients at 320×320, NaN outputs at 1024×1024, and with forget_bias 1.0 NaN
-      gradients from 128×128; the minimal case (W = U = 0, b_f = 1, i = o = ½, g = 1) leaves
-      float32 on a 121×121 grid. No default of Graves' cell is safe at these sizes.
-    * The stable cell (Leifert et al. 2016, ``cells/stable.py``) mixes the predecessors
-      convexly, c(p) = i⊙g + f⊙Σ_d λ̂_d⊙c(p⁻_d) with Σ_d λ̂_d = 1, so |c| ≤ s + 1 on wavefront
-      s for *any* weights and input (≤ 2047 on 1024×1024), and ≤ 1/(1 − f_max) while the forget
-      gates stay below f_max. Backward, the Jacobian of the carried state sums to f ≤ 1 over
-      the predecessors, so the gradient carried through c is a sub-probability random walk:
-      each dout injection reaches every cell with total weight ≤ 1 (along the carried state
-      alone, |∂L/∂c| ≤ Σ |dout| over the grid). The recurrent h-path through U is an ordinary
-      RNN Jacobian, bounded by the weights, not by the cell; the measured numbers below show
-      it small at the default initialisation and not growing with the grid.
-    * forget_bias 1.0: f = σ(1) = 0.73 at initialisation, a memory of ~1/(1 − f) ≈ 3.7 cells
-      along the mixture (TensorFlow's and Jozefowicz et al. 2015's recommendation for LSTMs;
-      0.0 gives f = ½, a memory of 2 cells). For the stable cell it only moves the bound
-      1/(1 − f) (3.7 against 2.0), never past s + 1; for Graves' cell it is what breaks
-      float32 at 128×128.
-    * float32: the cost of every backend's hot loop and of GPUs is half that of float64, and
-      the state bound above makes float64's range unnecessary.
-
-    Measured (fresh ``MDLSTM(3, 8, ndim=2)``, [0, 1) float32 image, dout = 1, numpy):
-
-        grid         forget_bias   max |c|   max |out|   max |dx|   max |db|   max |db| / N
-        256×256      0.0           0.44      0.21        0.51       3.9e4      0.60
-        1024×1024    0.0           0.47      0.22        0.52       6.3e5      0.60
-        128×128      1.0           0.65      0.30        0.94       2.0e4      1.19
-        256×256      1.0           0.65      0.29        0.93       7.9e4      1.21
-        1024×1024    1.0           0.70      0.31        0.93       1.3e6      1.22
-        512×512, 4 directions 1.0  1.32      0.41        2.06       4.0e5      1.5
-
-    |c| stays far below its bound, dx does not grow with the grid, and the parameter
-    gradients are sums of N bounded terms (~1.2 per cell): 10³² below float32's range.
     """
 
     def __init__(self, in_channels, hidden, ndim=2, *, cell=None, peepholes=False,
@@ -151,12 +150,26 @@ class MDLSTM:
         if cell is None:  # the default; ln and peepholes exist for Graves' cell only
             cell = "graves" if (peepholes or ln is not False) else DEFAULT_CELL
         self.cell = make_cell(cell, peepholes=peepholes, ln=ln)
+        self.peepholes, self.ln = peepholes, ln   # the constructor's choices (``config``)
         self.layout = self.cell.layout(self.ndim, self.hidden)
 
     def __repr__(self):
         return (f"MDLSTM(in_channels={self.in_channels}, hidden={self.hidden}, "
                 f"ndim={self.ndim}, cell={getattr(self.cell, 'name', self.cell)!r}, "
                 f"dtype={self.dtype!r}, backend={self.be.name!r})")
+
+    def config(self) -> dict:
+        """The constructor's arguments (JSON-able), for ``mdlstm_np.save``; the cell by its name
+        (a cell object of one's own cannot be saved: ValueError)."""
+        name = getattr(self.cell, "name", None)
+        if self.ln is not False or self.peepholes:
+            name = "graves"                       # make_cell builds the variant from ln/peepholes
+        if name not in ("graves", "stable", "leakylp"):
+            raise ValueError(f"cell: a cell object of one's own ({type(self.cell).__name__}) "
+                             f"cannot be saved; use a cell by name")
+        return {"in_channels": self.in_channels, "hidden": self.hidden, "ndim": self.ndim,
+                "cell": name, "peepholes": self.peepholes, "ln": self.ln,
+                "forget_bias": self.forget_bias, "check_finite": self.check_finite}
 
     @property
     def signature(self) -> tuple:
@@ -235,7 +248,7 @@ class MDLSTM:
         sweep_cache = sweep.forward(cell=self.cell, layout=self.layout, plan=plan, zx=zx,
                                     params=params, h=h, c=c, mask=mask)  # 1b-5.
         if self.check_finite:  # one reduction after the sweep, never inside it
-            self._check_state_finite(plan, sweep_cache.h, sweep_cache.c)
+            check_state_finite(self, plan, sweep_cache.h, sweep_cache.c)
         out = self._to_grid(sweep_cache.h[:N, ...], plan, B, S)  # 0'.
         cache = MDLSTMCache(plan=plan, x_w=x_w, params=params, sweep=sweep,
                             sweep_cache=sweep_cache, batch=B,
@@ -284,7 +297,7 @@ class MDLSTM:
             dx_w = xp.reshape(dZ2 @ params["W"].T, (N, B, C))
         dx = self._to_grid(dx_w, plan, B, S)  # 0'.
         if self.check_finite:  # once, at the end
-            self._check_grads_finite(plan, dx, grads, res)
+            check_grads_finite(self, plan, dx, grads, res, dout=dout)
         if return_state:
             return dx, grads, (res.dh0, res.dc0)
         return dx, grads
@@ -301,87 +314,6 @@ class MDLSTM:
             got = ", ".join(f"{k}={v!r}" for k, v in zip(names, cache.layer))
             raise ValueError(f"cache: expected a cache of this layer ({want}), got one of "
                              f"another layer ({got})")
-
-    def _advice(self) -> str:
-        """What to do about a non-finite pass, for this layer's cell."""
-        name = getattr(self.cell, "name", "")
-        fixes = []
-        if name not in ("stable", "leakylp"):
-            fixes.append("a stable cell (cell='stable', the default, or cell='leakylp')")
-        if name == "ln_seed":
-            fixes.append("the NaN-free layer norm (ln=True instead of ln='seed')")
-        elif not name.startswith("ln"):
-            fixes.append("layer norm (ln=True)")
-        if self.dtype == "float32":
-            fixes.append("dtype='float64'")
-        if getattr(self.cell, "uses_bias", True):
-            fixes.append(f"a smaller forget_bias (this layer: {self.forget_bias!r})")
-        fixes.append("smaller inputs or learning rate")
-        return "What to do: " + ", or ".join(fixes) + "."
-
-    def _first_bad(self, plan: DevicePlan, a_w, backward=False):
-        """(wavefront s, raster cell, sample) of the first non-finite row of a_w (N(+1), B, F)
-        in sweep order (forward: lowest s; backward: highest s), or None. Host side: runs only
-        after a check failed."""
-        xp, host = self.be.xp, plan.host
-        N = host.ncells
-        a = xp.reshape(a_w[:N, ...], (N, a_w.shape[1], -1))
-        bad = ~self.be.to_numpy(xp.all(xp.isfinite(a), axis=2))  # (N, B)
-        rows = np.nonzero(bad.any(axis=1))[0]
-        if rows.size == 0:
-            return None
-        j = int(rows[-1] if backward else rows[0])
-        starts = np.array([b[0] for b in host.bounds])
-        s = int(np.searchsorted(starts, j, side="right") - 1)
-        if backward:  # the first bad row the backward sweep met: the last of its wavefront
-            j = int(rows[rows >= starts[s]][0])
-        cellpos = tuple(int(v) for v in np.unravel_index(int(host.order[j]), host.shape))
-        return s, cellpos, int(np.nonzero(bad[j])[0][0])
-
-    def _check_state_finite(self, plan: DevicePlan, h, c):
-        """NonFiniteError unless h and c (N+1, B, H) are finite: one reduction, one sync."""
-        be, xp = self.be, self.be.xp
-        with np.errstate(invalid="ignore", over="ignore"):
-            probe = xp.sum(h * 0 + c * 0)  # 0 when all finite, NaN otherwise (never overflows)
-        if be.all_finite(probe):
-            return
-        last = len(plan.host.bounds) - 1
-        where = []
-        for name, a in (("cell state c", c), ("hidden state h", h)):
-            hit = self._first_bad(plan, a)
-            if hit is not None:
-                where.append((hit[0], name, hit))
-        s, name, (_, cellpos, b) = min(where, key=lambda t: t[0])
-        why = (" (Graves' cell sums its n predecessors' states, which can grow like a path "
-               "count along the diagonal)" if self.cell.name.startswith("graves") else "")
-        raise NonFiniteError(
-            f"{self!r}: the forward pass produced a non-finite {name} (NaN or inf), first on "
-            f"wavefront {s} of 0..{last} (grid cell {cellpos}, sample {b}) with the "
-            f"{getattr(self.cell, 'name', self.cell)!r} cell in {self.dtype}: the state left "
-            f"the floating-point range{why}. {self._advice()}")
-
-    def _check_grads_finite(self, plan: DevicePlan, dx, grads, res):
-        """NonFiniteError unless dx and every gradient are finite (one reduction each, one sync)."""
-        be, xp = self.be, self.be.xp
-        arrays = [("x", dx)] + sorted(grads.items())
-        arrays += [(k, v) for k, v in (("h0", res.dh0), ("c0", res.dc0)) if v is not None]
-        with np.errstate(invalid="ignore", over="ignore"):
-            probe = xp.sum(dx * 0)
-            for _, v in arrays[1:]:
-                probe = probe + xp.sum(v * 0)
-        if be.all_finite(probe):
-            return
-        bad = [k for k, v in arrays if not be.all_finite(v)]
-        hit = None if res.dZ is None else self._first_bad(plan, res.dZ, backward=True)
-        where = ("the sums over the grid overflowed (every ∂L/∂z is finite)" if hit is None
-                 else f"∂L/∂z first became non-finite on wavefront {hit[0]} (the backward "
-                      f"sweep runs from wavefront {len(plan.host.bounds) - 1} down to 0; grid "
-                      f"cell {hit[1]}, sample {hit[2]})")
-        raise NonFiniteError(
-            f"{self!r}: the backward pass produced non-finite gradients (NaN or inf) of "
-            f"{', '.join(bad)} from a finite forward pass with the "
-            f"{getattr(self.cell, 'name', self.cell)!r} cell in {self.dtype}: {where}. "
-            f"{self._advice()}")
 
     def _to_grid(self, a_w, plan: DevicePlan, B, S):
         """(N, B, F) in wavefront order -> (B, *S, F) in raster order."""

@@ -61,8 +61,8 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple, Tuple
 
-from mdlstm_np import get_backend
-from mdlstm_np.validate import check_dtype_name, check_params, check_positive_int, check_sizes
+from .backends import get_backend
+from .validate import DEFAULT_DTYPE, check_dtype_name, check_params, check_positive_int, check_sizes
 
 
 # --------------------------------------------------------------------------- the loss
@@ -134,7 +134,7 @@ class _Readout:
     """
 
     def __init__(self, in_features: int, num_classes: int, *, backend="numpy",
-                 dtype="float64"):
+                 dtype=DEFAULT_DTYPE):
         self.in_features = check_positive_int(in_features, "in_features")
         self.num_classes = check_positive_int(num_classes, "num_classes")
         self.be = get_backend(backend)

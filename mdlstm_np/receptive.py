@@ -1,6 +1,6 @@
 """Receptive fields: which input cells can change the output at one grid cell, and how much.
 
-Notation. A model maps x (B, *S, C) to y (B, *S, K) (a :class:`~mdlstm_np.experiment.models.Model`
+Notation. A model maps x (B, *S, C) to y (B, *S, K) (a :class:`~mdlstm_np.demo.models.Model`
 or a bare layer: ``forward(params, x) -> (y, cache)``, ``backward(dy, cache) -> (dx, grads)``).
 We look at one cell p of the grid. Its receptive-field map is
 
@@ -36,7 +36,7 @@ import numbers
 
 import numpy as np
 
-from .experiment.atomic import atomic_write
+from .training.atomic import atomic_write
 
 
 def _check_cell(cell, shape):

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from .mdlstm import MDLSTM
-from .validate import check_grid_input
+from .validate import DEFAULT_DTYPE, check_grid_input
 
 
 class SDCache(NamedTuple):
@@ -34,7 +34,7 @@ class _SequenceBaseline:
     """An MD-LSTM with n = 1 reading a 2-D grid as sequences (subclasses say how)."""
 
     def __init__(self, in_channels, hidden, *, forget_bias=1.0, backend="numpy",
-                 dtype="float64"):
+                 dtype=DEFAULT_DTYPE):
         self.lstm = MDLSTM(in_channels, hidden, ndim=1, cell="graves",
                            forget_bias=forget_bias, backend=backend, dtype=dtype)
         self.be, self.dtype = self.lstm.be, self.lstm.dtype
@@ -86,3 +86,38 @@ class SnakeSDLSTM(_SequenceBaseline):
 
     def _sequences_shape(self, B, Hg, Wg):
         return (B, Hg * Wg)
+
+
+class SliceCache(NamedTuple):
+    inner: Any
+    shape: tuple      # (B, D, H, W)
+
+
+class SliceWise2D:
+    """A 2-D MD-LSTM run on every depth slice of a 3-D grid separately, the 3-D task's baseline:
+    x (B, D, H, W, C) is read as B·D images (B·D, H, W, C); out (B, D, H, W, hidden).
+    ``layer_kwargs`` go to the inner ``MDLSTM(in_channels, hidden, ndim=2, ...)``."""
+
+    def __init__(self, in_channels, hidden, **layer_kwargs):
+        self.layer = MDLSTM(in_channels, hidden, ndim=2, **layer_kwargs)
+        self.be, self.dtype, self.hidden = self.layer.be, self.layer.dtype, hidden
+        self.in_channels = in_channels
+
+    def param_shapes(self):
+        return self.layer.param_shapes()
+
+    def init_params(self, rng):
+        """The inner 2-D layer's parameters (see ``MDLSTM``)."""
+        return self.layer.init_params(rng)
+
+    def forward(self, params, x):
+        xp = self.be.xp
+        B, D, H, W, C = x.shape
+        h, inner = self.layer.forward(params, xp.reshape(x, (B * D, H, W, C)))
+        return xp.reshape(h, (B, D, H, W, self.hidden)), SliceCache(inner, (B, D, H, W))
+
+    def backward(self, dh, cache: SliceCache):
+        xp = self.be.xp
+        B, D, H, W = cache.shape
+        dx, grads = self.layer.backward(xp.reshape(dh, (B * D, H, W, self.hidden)), cache.inner)
+        return xp.reshape(dx, (B, D, H, W, self.in_channels)), grads

@@ -11,6 +11,7 @@ import numbers
 import numpy as np
 
 DTYPES = ("float32", "float64")
+DEFAULT_DTYPE = "float32"   # every layer's default: any two layers at their defaults compose
 
 
 class NonFiniteError(FloatingPointError, ValueError):
@@ -163,3 +164,12 @@ def check_rng(rng, name="rng"):
         raise TypeError(f"{name}: expected a numpy.random.Generator, got {type(rng).__name__}")
     return rng
 
+
+
+def check_lr(lr, name="lr") -> float:
+    """A learning rate: a finite real > 0 (Python or numpy), returned as a Python float.
+    Raises ValueError naming ``name`` otherwise."""
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not np.isfinite(lr) \
+            or not lr > 0:
+        raise ValueError(f"{name}: expected a finite number > 0, got {lr!r}")
+    return float(lr)

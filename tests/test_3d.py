@@ -12,7 +12,7 @@ from examples.demo3d import SliceWise2D, main as demo_main
 from mdlstm_np.testing.gradcheck import check_layer
 from mdlstm_np.grid import wavefront_plan
 from mdlstm_np.mdlstm import MDLSTM
-from mdlstm_np.experiment.tasks3d import random_diagonal_3d, relevant_index
+from mdlstm_np.demo.tasks3d import random_diagonal_3d, relevant_index
 
 
 # ----------------------------------------------------------------- wavefronts

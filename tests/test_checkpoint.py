@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from mdlstm_np.backends import numba_available
-from mdlstm_np.experiment.checkpoint import CheckpointError, load_checkpoint
-from mdlstm_np.experiment.models import build_model
-from mdlstm_np.experiment.train import read_tsv, train
+from mdlstm_np.training.checkpoint import CheckpointError, load_checkpoint
+from mdlstm_np.demo.models import build_model
+from mdlstm_np.demo.train import read_tsv, train
 from mdlstm_np.mdlstm import MDLSTM
 
 SMALL = dict(steps=7, batch=2, size=4, lr=0.01, seed=5, progress=False)

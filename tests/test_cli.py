@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from mdlstm_np.experiment.models import MODEL_NAMES
+from mdlstm_np.demo.models import MODEL_NAMES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, "demo.py")

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from mdlstm_np.experiment.demotasks import TASK_MODELS
-from mdlstm_np.experiment.models import MODEL_NAMES
+from mdlstm_np.demo.demotasks import TASK_MODELS
+from mdlstm_np.demo.models import MODEL_NAMES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, "demo.py")

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from mdlstm_np.experiment import plots  # noqa: E402
+from mdlstm_np.demo import plots  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

@@ -10,9 +10,9 @@ import stat
 import numpy as np
 import pytest
 
-from mdlstm_np.experiment.atomic import atomic_write
-from mdlstm_np.experiment.plots import plot_losses, plot_predictions
-from mdlstm_np.experiment.train import COLUMNS, read_tsv, write_tsv
+from mdlstm_np.training.atomic import atomic_write
+from mdlstm_np.demo.plots import plot_losses, plot_predictions
+from mdlstm_np.demo.train import COLUMNS, read_tsv, write_tsv
 
 
 def _rows(n=4):

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 import mdlstm_np
-from mdlstm_np import MDLSTM, DenseLinear, GridModel, MultiDirectionalMDLSTM, fit
-from mdlstm_np.experiment.checkpoint import CheckpointError
-from mdlstm_np.experiment.train import TrainingDiverged
+from mdlstm_np import MDLSTM, Dense, Model, MultiDirectionalMDLSTM, fit
+from mdlstm_np.training.checkpoint import CheckpointError
+from mdlstm_np.training.guard import TrainingDiverged
 from mdlstm_np.readout import MeanPoolReadout
 
 
@@ -20,12 +20,12 @@ def running_mean_task(n=48, size=5, seed=0):
 
 def regressor(hidden=6, dtype="float64"):
     layer = MDLSTM(1, hidden, cell="graves", backend="numpy", dtype=dtype)
-    return GridModel(layer, DenseLinear(hidden, 1, backend="numpy", dtype=dtype), name="md")
+    return Model(layer, Dense(hidden, 1, backend="numpy", dtype=dtype), name="md")
 
 
 def classifier(dtype="float64"):
     layer = MultiDirectionalMDLSTM(1, 3, cell="graves", backend="numpy", dtype=dtype)
-    return GridModel(layer, MeanPoolReadout(layer.out_features, 2, backend="numpy",
+    return Model(layer, MeanPoolReadout(layer.out_features, 2, backend="numpy",
                                             dtype=dtype), name="cls")
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from mdlstm_np.backends import numba_available
 from mdlstm_np.ctc import ctc_loss
-from mdlstm_np.experiment.handwriting import N_CLASSES, HierarchicalMDRNN, train_lines
+from mdlstm_np.demo.handwriting import N_CLASSES, HierarchicalMDRNN, train_lines
 from mdlstm_np.testing.gradcheck import directional_check
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")

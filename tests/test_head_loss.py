@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from mdlstm_np.backends import get_backend
 from mdlstm_np.testing.gradcheck import check_gradients
-from mdlstm_np.head import DenseSigmoid
+from mdlstm_np.dense import Dense
 from mdlstm_np.losses import mse, relevant_loss
 
 BE = get_backend("numpy")
@@ -18,7 +18,7 @@ lead_shapes = st.lists(st.integers(1, 3), min_size=1, max_size=3).map(tuple)
 
 def _head_gradcheck(lead, F, K, seed, zero_input):
     rng = np.random.default_rng(seed)
-    head = DenseSigmoid(F, K, backend="numpy", dtype="float64")
+    head = Dense(F, K, "sigmoid", backend="numpy", dtype="float64")
     params = head.init_params(rng)
     params["a"] = rng.standard_normal(K)                       # non-zero bias: test da for real
     h = np.zeros(lead + (F,)) if zero_input else rng.standard_normal(lead + (F,))
@@ -58,7 +58,7 @@ def test_mse_gradient(shape, seed, zero):
 
 def test_head_forward_values_and_init():
     rng = np.random.default_rng(0)
-    head = DenseSigmoid(16, 1, backend="numpy", dtype="float32")
+    head = Dense(16, 1, "sigmoid", backend="numpy", dtype="float32")
     p = head.init_params(rng)
     assert p["V"].dtype == np.float32 and p["a"].dtype == np.float32
     assert np.all(p["a"] == 0)
@@ -72,7 +72,7 @@ def test_head_forward_values_and_init():
 
 
 def test_head_sigmoid_saturates_without_overflow():
-    head = DenseSigmoid(1, 1, backend="numpy", dtype="float64")
+    head = Dense(1, 1, "sigmoid", backend="numpy", dtype="float64")
     p = {"V": np.array([[1.0]]), "a": np.array([0.0])}
     with np.errstate(all="raise"):
         y, cache = head.forward(p, np.array([[-1e4], [1e4]]))
@@ -81,7 +81,7 @@ def test_head_sigmoid_saturates_without_overflow():
 
 
 def test_head_bad_input():
-    head = DenseSigmoid(3, 1, backend="numpy", dtype="float64")
+    head = Dense(3, 1, "sigmoid", backend="numpy", dtype="float64")
     p = head.init_params(np.random.default_rng(0))
     with pytest.raises(ValueError, match=r"h: expected shape \(\.\.\., 3\)"):
         head.forward(p, np.zeros((2, 4)))
@@ -92,9 +92,9 @@ def test_head_bad_input():
     with pytest.raises(ValueError, match="params"):
         head.forward({"V": p["V"]}, np.zeros((2, 3)))
     with pytest.raises(ValueError, match="in_features"):
-        DenseSigmoid(0, 1)
+        Dense(0, 1, "sigmoid")
     with pytest.raises(TypeError, match="dtype"):
-        DenseSigmoid(3, 1, dtype="int32")
+        Dense(3, 1, "sigmoid", dtype="int32")
 
 
 def test_mse_bad_input():

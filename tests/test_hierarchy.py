@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from mdlstm_np import MDLSTM, MultiDirectionalMDLSTM
 from mdlstm_np.testing.gradcheck import check_layer, directional_check
-from mdlstm_np.hierarchy import (BlockSubsample, CollapseVertical, FeedForwardTanh, box_mask,
+from mdlstm_np.dense import Dense
+from mdlstm_np.hierarchy import (BlockSubsample, CollapseVertical, box_mask,
                                  level_sizes, subsample_sizes)
 
 TOL = 1e-6
@@ -21,11 +22,11 @@ def random_sizes(rng, B, S):
 
 def layers(C):
     rng = np.random.default_rng(0)
-    ff = FeedForwardTanh(C, 3)
+    ff = Dense(C, 3, "tanh", dtype="float64")
     p = ff.init_params(rng)
-    p["b"] = rng.standard_normal(3)                                 # non-zero bias: test db
-    return [(BlockSubsample((2, 3)), {}), (BlockSubsample((1, 2)), {}), (ff, p),
-            (CollapseVertical(), {})]
+    p["a"] = rng.standard_normal(3)                                 # non-zero bias: test db
+    return [(BlockSubsample((2, 3), dtype="float64"), {}), (BlockSubsample((1, 2), dtype="float64"), {}), (ff, p),
+            (CollapseVertical(dtype="float64"), {})]
 
 
 # --------------------------------------------------------------------------- gradients
@@ -44,9 +45,9 @@ def test_finite_differences_3d_blocks_and_plain_dense():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2, 3, 4, 5, 2))
     sizes = np.array([[3, 4, 5], [2, 1, 3]])
-    errs = check_layer(BlockSubsample((2, 1, 3)), {}, x, rng, sizes=sizes)
+    errs = check_layer(BlockSubsample((2, 1, 3), dtype="float64"), {}, x, rng, sizes=sizes)
     assert errs["x"] <= TOL, errs
-    ff = FeedForwardTanh(2, 4)
+    ff = Dense(2, 4, "tanh", dtype="float64")
     errs = check_layer(ff, ff.init_params(rng), rng.standard_normal((3, 2)), rng)
     assert max(errs.values()) <= TOL, errs
 
@@ -56,7 +57,7 @@ def test_block_subsample_against_loops():
     rng = np.random.default_rng(2)
     B, H, W, C, (bh, bw) = 2, 5, 7, 3, (2, 3)
     x = rng.standard_normal((B, H, W, C))
-    y, _ = BlockSubsample((bh, bw)).forward({}, x)
+    y, _ = BlockSubsample((bh, bw), dtype="float64").forward({}, x)
     assert y.shape == (B, 3, 3, bh * bw * C)
     ref = np.zeros_like(y)
     for b, i, j in np.ndindex(B, 3, 3):
@@ -71,14 +72,14 @@ def test_collapse_and_dense_against_loops():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 4, 5, 3))
     sizes = np.array([[4, 5], [2, 3]])
-    y, _ = CollapseVertical().forward({}, x, sizes)
+    y, _ = CollapseVertical(dtype="float64").forward({}, x, sizes)
     np.testing.assert_allclose(y[0], x[0].sum(axis=0), atol=1e-14)
     np.testing.assert_allclose(y[1, :3], x[1, :2, :3].sum(axis=0), atol=1e-14)
     assert not y[1, 3:].any()
-    ff = FeedForwardTanh(3, 2)
+    ff = Dense(3, 2, "tanh", dtype="float64")
     p = ff.init_params(rng)
     y, _ = ff.forward(p, x)
-    np.testing.assert_allclose(y, np.tanh(x @ p["W"] + p["b"]), atol=1e-14)
+    np.testing.assert_allclose(y, np.tanh(x @ p["V"] + p["a"]), atol=1e-14)
 
 
 def test_sizes_through_levels():
@@ -86,9 +87,9 @@ def test_sizes_through_levels():
     np.testing.assert_array_equal(subsample_sizes(sizes, (2, 4)), [[4, 3], [1, 1], [4, 1]])
     levels = level_sizes(sizes, [(2, 4), (3, 2)])
     np.testing.assert_array_equal(levels[2], [[2, 2], [1, 1], [2, 1]])
-    np.testing.assert_array_equal(CollapseVertical().out_sizes(levels[2]), [[2], [1], [1]])
+    np.testing.assert_array_equal(CollapseVertical(dtype="float64").out_sizes(levels[2]), [[2], [1], [1]])
     x = np.zeros((3, 8, 10, 1))
-    y, _ = BlockSubsample((2, 4)).forward({}, x, sizes)
+    y, _ = BlockSubsample((2, 4), dtype="float64").forward({}, x, sizes)
     assert y.shape[1:3] == (4, 3)                                   # ⌈8/2⌉, ⌈10/4⌉
 
 
@@ -124,9 +125,9 @@ def test_padding_is_zero_and_each_sample_equals_running_alone(which):
 def test_two_level_hierarchy_batched_equals_alone_and_fd():
     """MD-LSTM -> 2×2 blocks -> tanh -> 4-direction MD-LSTM -> collapse, with sizes."""
     rng = np.random.default_rng(20)
-    lstm1, block = MDLSTM(1, 2, cell="graves", dtype="float64"), BlockSubsample((2, 2))
-    ff, lstm2, collapse = FeedForwardTanh(8, 3), MultiDirectionalMDLSTM(3, 2, combine="sum", cell="graves", dtype="float64"), \
-        CollapseVertical()
+    lstm1, block = MDLSTM(1, 2, cell="graves", dtype="float64"), BlockSubsample((2, 2), dtype="float64")
+    ff, lstm2, collapse = Dense(8, 3, "tanh", dtype="float64"), MultiDirectionalMDLSTM(3, 2, combine="sum", cell="graves", dtype="float64"), \
+        CollapseVertical(dtype="float64")
     params = [lstm1.init_params(rng), {}, ff.init_params(rng), lstm2.init_params(rng), {}]
     stages = [lstm1, block, ff, lstm2, collapse]
     sizes = np.array([[5, 6], [3, 2]])
@@ -159,13 +160,13 @@ def test_two_level_hierarchy_batched_equals_alone_and_fd():
         dxb, _ = back(np.ascontiguousarray(w[b:b + 1, :n]), cb)
         np.testing.assert_allclose(dx[b, :h, :wd], dxb[0], atol=1e-12)
     assert not dx[1, 3:].any() and not dx[1, :, 2:].any()
-    arrays = {"x": x.copy(), "W1": params[0]["W"].copy(), "Wff": params[2]["W"].copy()}
+    arrays = {"x": x.copy(), "W1": params[0]["W"].copy(), "Wff": params[2]["V"].copy()}
 
     def f():
-        p = [dict(params[0], W=arrays["W1"]), {}, dict(params[2], W=arrays["Wff"])] + params[3:]
+        p = [dict(params[0], W=arrays["W1"]), {}, dict(params[2], V=arrays["Wff"])] + params[3:]
         return float((run(arrays["x"], sizes, p)[0] * w).sum())
 
-    analytic = {"x": dx, "W1": grads[0]["W"], "Wff": grads[2]["W"]}
+    analytic = {"x": dx, "W1": grads[0]["W"], "Wff": grads[2]["V"]}
     _, _, rel = directional_check(f, arrays, analytic, rng)
     assert rel <= TOL, rel
 
@@ -174,24 +175,24 @@ def test_two_level_hierarchy_batched_equals_alone_and_fd():
 def test_bad_inputs():
     x = np.zeros((2, 4, 4, 3))
     with pytest.raises(ValueError, match="block: expected a tuple of integers >= 1"):
-        BlockSubsample((2, 0))
+        BlockSubsample((2, 0), dtype="float64")
     with pytest.raises(ValueError, match=r"x: expected 5 dimensions"):
-        BlockSubsample((2, 2, 2)).forward({}, x)
+        BlockSubsample((2, 2, 2), dtype="float64").forward({}, x)
     with pytest.raises(TypeError, match="x: expected dtype float32"):
         BlockSubsample((2, 2), dtype="float32").forward({}, x)
     with pytest.raises(ValueError, match=r"sizes: expected 1 <= sizes"):
-        BlockSubsample((2, 2)).forward({}, x, np.array([[5, 4], [1, 1]]))
+        BlockSubsample((2, 2), dtype="float64").forward({}, x, np.array([[5, 4], [1, 1]]))
     with pytest.raises(ValueError, match=r"sizes: expected an integer array of shape \(2, 2\)"):
-        CollapseVertical().forward({}, x, np.array([[4, 4]]))
-    y, cache = BlockSubsample((2, 2)).forward({}, x)
+        CollapseVertical(dtype="float64").forward({}, x, np.array([[4, 4]]))
+    y, cache = BlockSubsample((2, 2), dtype="float64").forward({}, x)
     with pytest.raises(ValueError, match=r"dy: expected shape \(2, 2, 2, 12\)"):
-        BlockSubsample((2, 2)).backward(np.zeros((2, 2, 2, 3)), cache)
-    ff = FeedForwardTanh(3, 2)
-    with pytest.raises(ValueError, match=r"x: expected 3 channel"):
+        BlockSubsample((2, 2), dtype="float64").backward(np.zeros((2, 2, 2, 3)), cache)
+    ff = Dense(3, 2, "tanh", dtype="float64")
+    with pytest.raises(ValueError, match=r"h: expected shape \(\.\.\., 3\)"):
         ff.forward(ff.init_params(np.random.default_rng(0)), np.zeros((2, 4, 4, 2)))
     with pytest.raises(ValueError, match="params"):
         ff.forward({}, x)
     with pytest.raises(ValueError, match=r"sizes: expected positive integers of shape \(B, 2\)"):
         subsample_sizes(np.array([[0, 3]]), (2, 2))
     with pytest.raises(TypeError, match="x: expected a numpy array"):
-        CollapseVertical().forward({}, x.tolist())
+        CollapseVertical(dtype="float64").forward({}, x.tolist())

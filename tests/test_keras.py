@@ -20,7 +20,7 @@ import numpy as np
 import keras
 from mdlstm_np import MDLSTM as EngineMDLSTM
 from mdlstm_np.keras import MDLSTM, MultiDirectionalMDLSTM
-from mdlstm_np.experiment.tasks import random_diagonal
+from mdlstm_np.demo.tasks import random_diagonal
 
 out = {"backend": keras.backend.backend()}
 keras.utils.set_random_seed(0)

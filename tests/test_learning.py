@@ -19,8 +19,8 @@ on another backend sums in another order and can take a different path through t
 import numpy as np
 import pytest
 
-from mdlstm_np.experiment.models import build_model
-from mdlstm_np.experiment.train import train
+from mdlstm_np.demo.models import build_model
+from mdlstm_np.demo.train import train
 
 SEEDS = (0, 1, 2)
 _cache = {}

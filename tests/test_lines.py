@@ -10,7 +10,8 @@ from mdlstm_np import get_backend  # noqa: E402
 from mdlstm_np.ctc import ctc_loss, log_softmax, min_input_length  # noqa: E402
 from mdlstm_np.data.digits import load_digits  # noqa: E402
 from mdlstm_np.data.lines import labels_to_text, make_lines, resize, resize_matrix  # noqa: E402
-from mdlstm_np.hierarchy import BlockSubsample, CollapseVertical, FeedForwardTanh  # noqa: E402
+from mdlstm_np.dense import Dense  # noqa: E402
+from mdlstm_np.hierarchy import BlockSubsample, CollapseVertical  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,7 @@ def test_lines_feed_the_hierarchy_and_ctc(train):
     be = get_backend("numpy")
     x, sizes, tg, L = train.images[:6], train.sizes[:6], train.targets[:6], train.target_lengths[:6]
     rng = np.random.default_rng(0)
-    block, ff, collapse = BlockSubsample((4, 2)), FeedForwardTanh(8, 11), CollapseVertical()
+    block, ff, collapse = BlockSubsample((4, 2), dtype="float64"), Dense(8, 11, "tanh", dtype="float64"), CollapseVertical(dtype="float64")
     y, _ = block.forward({}, x, sizes)
     s = block.out_sizes(sizes)
     y, _ = ff.forward(ff.init_params(rng), y, s)

@@ -48,7 +48,7 @@ def test_no_test_line_pixel_block_comes_from_a_training_image():
 
 
 def test_the_lines_run_takes_its_test_lines_from_the_test_split(monkeypatch):
-    from mdlstm_np.experiment import handwriting
+    from mdlstm_np.demo import handwriting
 
     seen = []
     real = handwriting.make_lines

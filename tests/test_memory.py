@@ -1,15 +1,16 @@
-"""The memory estimate of ``experiment/memory.py`` against peaks measured with tracemalloc."""
+"""The memory estimate of ``demo/memory.py`` against peaks measured with tracemalloc."""
 
 import tracemalloc
 
 import numpy as np
 import pytest
 
-from mdlstm_np.experiment.memory import (available_bytes, check_memory, estimate_model_bytes,
+from mdlstm_np.demo.memory import (available_bytes, check_memory, estimate_model_bytes,
                                          human)
-from mdlstm_np.experiment.models import Model, build_model
-from mdlstm_np.experiment.tasks import random_diagonal
-from mdlstm_np.head import DenseSigmoid
+from mdlstm_np.training.model import Model
+from mdlstm_np.demo.models import build_model
+from mdlstm_np.demo.tasks import random_diagonal
+from mdlstm_np.dense import Dense
 from mdlstm_np.losses import mse
 from mdlstm_np.multidir import MultiDirectionalMDLSTM
 from mdlstm_np.optim import Adam
@@ -37,7 +38,7 @@ def measured_peak(model, size, batch):
 
 def four_directions(hidden, dtype):
     rnn = MultiDirectionalMDLSTM(1, hidden, 2, backend="numpy", dtype=dtype)
-    return Model(rnn, DenseSigmoid(rnn.out_features, 1, backend="numpy", dtype=dtype), "MD4")
+    return Model(rnn, Dense(rnn.out_features, 1, "sigmoid", backend="numpy", dtype=dtype), name="MD4")
 
 
 CASES = [  # (model factory, size, batch)

@@ -6,8 +6,9 @@ import pytest
 
 from mdlstm_np.testing.gradcheck import check_gradients, directional_check
 from mdlstm_np.losses import mse
-from mdlstm_np.experiment.models import MODEL_NAMES, Model, build_model
-from mdlstm_np.experiment.tasks import random_diagonal
+from mdlstm_np.training.model import Model
+from mdlstm_np.demo.models import MODEL_NAMES, build_model
+from mdlstm_np.demo.tasks import random_diagonal
 
 TOL = 1e-6
 
@@ -99,11 +100,11 @@ def test_build_model_errors():
 
 
 def test_model_rejects_mismatched_head():
-    from mdlstm_np.head import DenseSigmoid
+    from mdlstm_np.dense import Dense
     from mdlstm_np.mdlstm import MDLSTM
 
     with pytest.raises(ValueError, match=r"head: expected in_features == the recurrent layer.s output width \(4\), got"):
-        Model(MDLSTM(1, 4, backend="numpy", cell="graves", dtype="float64"), DenseSigmoid(3, backend="numpy"))
+        Model(MDLSTM(1, 4, backend="numpy", cell="graves", dtype="float64"), Dense(3, 1, "sigmoid", backend="numpy"))
 
 
 def test_head_loss_optim_and_training_loop_on_a_strict_array_api_backend():
@@ -112,7 +113,7 @@ def test_head_loss_optim_and_training_loop_on_a_strict_array_api_backend():
     pytest.importorskip("array_api_strict")
     from mdlstm_np.backends.strict import StrictBackend
     from mdlstm_np.optim import SGD
-    from mdlstm_np.experiment.train import predict, train
+    from mdlstm_np.demo.train import predict, train
 
     be = StrictBackend()
     for name in MODEL_NAMES:
@@ -133,11 +134,11 @@ def test_head_loss_optim_and_training_loop_on_a_strict_array_api_backend():
 def test_model_with_a_multidirectional_layer_takes_its_concatenated_width(rng):
     """A head on a 4-direction concat layer reads 4·H features; gradients still check out."""
     from mdlstm_np.testing.gradcheck import check_layer
-    from mdlstm_np.head import DenseSigmoid
+    from mdlstm_np.dense import Dense
     from mdlstm_np.multidir import MultiDirectionalMDLSTM
 
     model = Model(MultiDirectionalMDLSTM(1, 2, ndim=2, backend="numpy", cell="graves", dtype="float64"),
-                  DenseSigmoid(8, backend="numpy"))
+                  Dense(8, 1, "sigmoid", backend="numpy", dtype="float64"))
     params = model.init_params(rng)
     errors = check_layer(model, params, rng.standard_normal((2, 3, 4, 1)), rng)
     assert max(errors.values()) <= 1e-6, errors

@@ -137,3 +137,26 @@ def test_the_check_is_one_probe_per_pass_whatever_the_grid(side):
     be.syncs = 0
     layer.backward(np.ones_like(out), cache)
     assert be.syncs == 1
+
+
+def test_a_weight_gradient_that_overflows_while_dx_stays_finite_is_caught():
+    """Fault: the backward check looked only at dx. With dout = 1e36 on a 32×32 grid (float32)
+    the sums over the grid dW and db overflow while every dx stays near 2e35."""
+    layer = MDLSTM(1, 2, ndim=2)
+    params = layer.init_params(np.random.default_rng(0))
+    out, cache = layer.forward(params, np.ones((1, 32, 32, 1), np.float32))
+    with np.errstate(over="ignore", invalid="ignore"):
+        with pytest.raises(NonFiniteError, match=r"non-finite gradients \(NaN or inf\) of W, b"):
+            layer.backward(np.full(out.shape, 1e36, np.float32), cache)
+
+
+def test_a_nan_in_dout_is_reported_as_bad_input_not_as_an_unstable_cell():
+    layer = MDLSTM(1, 3, ndim=2)
+    params = layer.init_params(np.random.default_rng(0))
+    out, cache = layer.forward(params, np.ones((2, 4, 4, 1), np.float32))
+    dout = np.ones(out.shape, np.float32)
+    dout[1, 2, 3, 0] = np.nan
+    with pytest.raises(NonFiniteError) as e:
+        layer.backward(dout, cache)
+    assert str(e.value).startswith("dout: expected finite values")
+    assert "What to do" not in str(e.value) and "stable cell" not in str(e.value)

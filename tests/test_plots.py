@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from mdlstm_np.experiment import plots
+from mdlstm_np.demo import plots
 
 SETTINGS = {"size": 6, "hidden": 3, "batch": 2, "lr": 0.01, "steps": 1000, "dtype": "float32",
             "seed": 0, "backend": "numpy"}
@@ -57,7 +57,7 @@ def test_loss_figures_state_the_settings(saved):
 
 
 def test_confusion_matrix_counts_and_the_error_figure(tmp_path):
-    from mdlstm_np.experiment.plots import confusion_matrix, plot_classification
+    from mdlstm_np.demo.plots import confusion_matrix, plot_classification
 
     y_true = np.array([0, 1, 2, 2, 1, 0, 2])
     y_pred = np.array([0, 2, 2, 1, 1, 0, 2])

@@ -116,7 +116,7 @@ def test_softmax_cross_entropy_bad_labels():
 
 # ----------------------------------------------------------------- what each read-out reads
 def test_last_cell_reads_each_samples_own_last_cell(rng):
-    ro = LastCellReadout(4, 3)
+    ro = LastCellReadout(4, 3, dtype="float64")
     p = _params(ro, rng)
     h = rng.standard_normal((2, 5, 6, 4))
     z, _ = ro.forward(p, h)
@@ -129,7 +129,7 @@ def test_sum_is_box_size_times_mean_and_scores_are_per_cell(rng):
     """(b) = |b| · (c) with the same weights: the identity the module docstring derives."""
     h = rng.standard_normal((3, 4, 5, 2))
     sizes = np.array([[4, 5], [2, 3], [1, 1]])
-    s, m = SumScoresReadout(2, 3), MeanPoolReadout(2, 3)
+    s, m = SumScoresReadout(2, 3, dtype="float64"), MeanPoolReadout(2, 3, dtype="float64")
     p = _params(s, rng)
     zs, _ = s.forward(p, h, sizes=sizes)
     zm, _ = m.forward(p, h, sizes=sizes)
@@ -142,7 +142,7 @@ def test_sum_is_box_size_times_mean_and_scores_are_per_cell(rng):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_padding_is_ignored_and_gets_no_gradient(kind, rng):
-    ro = READOUTS[kind](3, 4)
+    ro = READOUTS[kind](3, 4, dtype="float64")
     p = _params(ro, rng)
     h = rng.standard_normal((2, 3, 4, 5, 3))                 # 3-D grid
     sizes = np.array([[3, 4, 5], [2, 1, 3]])
@@ -161,7 +161,7 @@ def test_padding_is_ignored_and_gets_no_gradient(kind, rng):
 def test_multidirectional_layer_plus_readout_plus_loss_directional_check(rng):
     """The whole classifier, h's gradient flowing into the layer, with a padded sample."""
     layer = MultiDirectionalMDLSTM(1, 2, ndim=2, backend="numpy", dtype="float64")
-    ro = MeanPoolReadout(layer.out_features, 3)
+    ro = MeanPoolReadout(layer.out_features, 3, dtype="float64")
     params = {**layer.init_params(rng), **{"ro." + k: v for k, v in _params(ro, rng).items()}}
     x = rng.uniform(0, 1, (2, 3, 4, 1))
     sizes, y = np.array([[3, 4], [2, 3]]), np.array([2, 0])
@@ -194,7 +194,7 @@ def test_init_is_glorot_uniform_with_zero_bias():
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_readout_bad_input(kind):
-    ro = READOUTS[kind](3, 2)
+    ro = READOUTS[kind](3, 2, dtype="float64")
     p = ro.init_params(np.random.default_rng(0))
     with pytest.raises(ValueError, match=r"h: expected shape \(B, \*grid, 3\)"):
         ro.forward(p, np.zeros((2, 4, 4, 5)))
@@ -214,4 +214,4 @@ def test_readout_bad_input(kind):
     with pytest.raises(ValueError, match=r"dlogits: expected shape \(2, 2\)"):
         ro.backward(np.zeros((2, 3)), cache)
     with pytest.raises(ValueError, match="num_classes"):
-        READOUTS[kind](3, 0)
+        READOUTS[kind](3, 0, dtype="float64")

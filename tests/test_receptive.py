@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from mdlstm_np import MDLSTM, MultiDirectionalMDLSTM, build_model
+from mdlstm_np import MDLSTM, MultiDirectionalMDLSTM
+from mdlstm_np.demo.models import build_model
 from mdlstm_np.receptive import plot_receptive_fields, receptive_field
 
 HG, WG = 4, 5  # tiny, not square: rows and columns cannot be confused

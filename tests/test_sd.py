@@ -16,13 +16,13 @@ BASELINES = [HorizontalSDLSTM, SnakeSDLSTM]
 def test_sd_baseline_gradients(data, hidden, seed, which):
     x, _ = data
     rng = np.random.default_rng(seed)
-    layer = which(x.shape[-1], hidden)
+    layer = which(x.shape[-1], hidden, dtype="float64")
     errors = check_layer(layer, layer.init_params(rng), x, rng)
     assert max(errors.values()) <= 1e-6, errors
 
 
 def test_horizontal_rows_are_independent_sequences(rng):
-    layer = HorizontalSDLSTM(2, 3)
+    layer = HorizontalSDLSTM(2, 3, dtype="float64")
     p = layer.init_params(rng)
     x = rng.standard_normal((2, 4, 5, 2))
     out, _ = layer.forward(p, x)
@@ -36,7 +36,7 @@ def test_horizontal_rows_are_independent_sequences(rng):
 
 
 def test_snake_reads_the_raster_order(rng):
-    layer = SnakeSDLSTM(1, 3)
+    layer = SnakeSDLSTM(1, 3, dtype="float64")
     p = layer.init_params(rng)
     x = rng.standard_normal((1, 3, 4, 1))
     out, _ = layer.forward(p, x)
@@ -49,7 +49,7 @@ def test_snake_reads_the_raster_order(rng):
 
 
 def test_sd_forget_bias_defaults_to_tensorflows(rng):
-    layer = HorizontalSDLSTM(1, 2)
+    layer = HorizontalSDLSTM(1, 2, dtype="float64")
     b = layer.init_params(rng)["b"]
     f = layer.lstm.layout.slice("f")
     assert (b[f] == 1.0).all() and (np.delete(b, np.r_[f]) == 0.0).all()

@@ -178,10 +178,10 @@ def test_multidirectional_strict_matches_numpy(sbe):
 def test_sd_baselines_on_strict(sbe, cls):
     res = {}
     for be in (Backend(), sbe):
-        res[be.name] = _forward_backward(cls(2, 3, backend=be), be, 2, (2, 3, 4, 2))
+        res[be.name] = _forward_backward(cls(2, 3, backend=be, dtype="float64"), be, 2, (2, 3, 4, 2))
     _assert_same(res["strict"], res["numpy"])
     rng = np.random.default_rng(8)
-    layer = cls(1, 2, backend=sbe)
+    layer = cls(1, 2, backend=sbe, dtype="float64")
     params = layer.init_params(rng)
     errs = check_layer(layer, params, sbe.asarray(rng.standard_normal((1, 2, 3, 1))), rng)
     assert max(errs.values()) <= 1e-6, errs
@@ -189,11 +189,11 @@ def test_sd_baselines_on_strict(sbe, cls):
 
 # --------------------------------------------------------------------------- head, loss, model
 def test_head_and_losses_on_strict(sbe):
-    from mdlstm_np.head import DenseSigmoid
+    from mdlstm_np.dense import Dense
     from mdlstm_np.losses import mse, relevant_loss
 
     rng = np.random.default_rng(9)
-    head = DenseSigmoid(3, 1, backend=sbe)
+    head = Dense(3, 1, "sigmoid", backend=sbe, dtype="float64")
     params = head.init_params(rng)
     h = sbe.asarray(rng.standard_normal((2, 3, 3, 3)))
     errs = check_layer(head, params, h, rng)
@@ -212,7 +212,7 @@ def test_head_and_losses_on_strict(sbe):
 
 @pytest.mark.parametrize("name", ["MD_LSTM", "HORIZONTAL_SD_LSTM", "SNAKE_SD_LSTM"])
 def test_models_on_strict(sbe, name):
-    from mdlstm_np.experiment.models import build_model
+    from mdlstm_np.demo.models import build_model
 
     res = {}
     for be in (Backend(), sbe):

@@ -10,13 +10,13 @@ and the old module paths.
 """
 
 import gc
-import importlib
 import tracemalloc
 
 import numpy as np
 import pytest
 
-from mdlstm_np import HorizontalSDLSTM, MDLSTM, MultiDirectionalMDLSTM, SnakeSDLSTM, build_model
+from mdlstm_np import HorizontalSDLSTM, MDLSTM, MultiDirectionalMDLSTM, SnakeSDLSTM
+from mdlstm_np.demo.models import build_model
 from mdlstm_np.backends import Backend, get_backend
 from mdlstm_np.cells.graves import GravesCell
 from mdlstm_np.sweep import ReferenceSweep, SweepResult
@@ -203,20 +203,3 @@ def test_backward_uses_the_parameters_forward_used(backend, name, make):
     np.testing.assert_array_equal(dx, dx_ref)
     for k in g_ref:
         np.testing.assert_array_equal(g[k], g_ref[k], err_msg=k)
-
-
-# --------------------------------------------------------------------------- old paths
-@pytest.mark.parametrize("old, name", [
-    ("mdlstm_np.backend", "get_backend"), ("mdlstm_np.models", "build_model"),
-    ("mdlstm_np.train", "train"), ("mdlstm_np.tasks", "random_diagonal"),
-    ("mdlstm_np.plots", "plot_losses"), ("mdlstm_np.atomic", "atomic_write"),
-    ("mdlstm_np.gradcheck", "check_layer"), ("mdlstm_np.reference", "mdlstm_reference_forward"),
-    ("mdlstm_np.layernorm", "layer_norm"), ("mdlstm_np.backend_cupy", "cupy_unavailable_reason"),
-    ("mdlstm_np.backend_strict", "StrictBackend"),
-])
-def test_old_module_paths_still_import(old, name):
-    from mdlstm_np._moved import MOVED
-
-    module = importlib.import_module(old)
-    new = importlib.import_module(MOVED[old])
-    assert getattr(module, name) is getattr(new, name)

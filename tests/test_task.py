@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mdlstm_np.experiment.tasks import random_diagonal
+from mdlstm_np.demo.tasks import random_diagonal
 
 
 @given(batch=st.integers(1, 6), size=st.integers(3, 12), seed=st.integers(0, 2**16))

@@ -259,9 +259,9 @@ def test_training_follows_the_engines_training():
     """20 Adam steps of MDLSTM -> dense + sigmoid -> MSE written in torch follow the engine's
     own training loop (``train``) from the same parameters on the same batches."""
     # The engine's training pieces are imported by module path (not public names yet).
-    from mdlstm_np.experiment.models import build_model
-    from mdlstm_np.experiment.tasks import random_diagonal
-    from mdlstm_np.experiment.train import train
+    from mdlstm_np.demo.models import build_model
+    from mdlstm_np.demo.tasks import random_diagonal
+    from mdlstm_np.demo.train import train
 
     steps, batch, size, hidden, lr, seed = 20, 16, 8, 16, 0.01, 0
     res = train(build_model("MD_LSTM", hidden=hidden, backend="numpy", dtype="float32",

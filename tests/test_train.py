@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from mdlstm_np.experiment.models import build_model
-from mdlstm_np.experiment.train import COLUMNS, TrainingDiverged, read_tsv, train
+from mdlstm_np.demo.models import build_model
+from mdlstm_np.training.guard import TrainingDiverged
+from mdlstm_np.demo.train import COLUMNS, read_tsv, train
 
 SMALL = dict(steps=6, batch=2, size=4, lr=0.01, progress=False)
 

@@ -61,7 +61,7 @@ def test_bad_constructor_arguments(kwargs, exc, pattern):
 
 
 def test_sd_baselines_want_2d_grids(rng):
-    layer = HorizontalSDLSTM(1, 2)
+    layer = HorizontalSDLSTM(1, 2, dtype="float64")
     with pytest.raises(ValueError, match=r"x: expected 4 dimensions"):
         layer.forward(layer.init_params(rng), np.zeros((2, 5, 1)))
 
@@ -223,7 +223,7 @@ def test_good_numbers_are_accepted():
 def test_sd_baseline_refuses_a_foreign_cache(rng):
     from mdlstm_np import SnakeSDLSTM
 
-    layer = SnakeSDLSTM(1, 2)
+    layer = SnakeSDLSTM(1, 2, dtype="float64")
     p = layer.init_params(rng)
     out, cache = layer.forward(p, np.zeros((1, 3, 3, 1)))
     with pytest.raises(TypeError, match=r"cache: expected the SDCache"):

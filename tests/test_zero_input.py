@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 from mdlstm_np.testing.gradcheck import check_layer
-from mdlstm_np.head import DenseSigmoid
+from mdlstm_np.dense import Dense
 from mdlstm_np.mdlstm import MDLSTM
-from mdlstm_np.experiment.models import Model
+from mdlstm_np.training.model import Model
 from mdlstm_np.multidir import MultiDirectionalMDLSTM
-from mdlstm_np.experiment.tasks import random_diagonal
+from mdlstm_np.demo.tasks import random_diagonal
 from mdlstm_np.validate import NonFiniteError
 
 TOL = 1e-6
@@ -164,10 +164,10 @@ def test_fixed_ln_learns_the_random_diagonal():
     """The seed's experiment with the fixed cell, shortened: 400 steps (the seed's MD_LSTM
     reaches ≈ 0.014 relevant loss by steps 400–500; ours ≈ 0.003 by 300–400 with this seed).
     The full 1000-step comparison with the seed's cell: ``examples/ln_zero_input.py --train``."""
-    from mdlstm_np.experiment.train import train
+    from mdlstm_np.demo.train import train
 
     rnn = MDLSTM(1, 16, 2, ln=True, dtype="float32")
-    model = Model(rnn, DenseSigmoid(16, 1, dtype="float32"), name="MD_LSTM[ln]")
+    model = Model(rnn, Dense(16, 1, "sigmoid", dtype="float32"), name="MD_LSTM[ln]")
     res = train(model, steps=400, seed=0, progress=False)
     rel = res.column("relevant_loss")
     assert np.median(rel[300:400]) < 0.05, np.median(rel[300:400])

@@ -45,7 +45,8 @@ from ..optim import Adam
 from ..readout import softmax_cross_entropy
 from .checkpoint import (CheckpointError, check_matches, load_checkpoint, restore_training_state,
                          save_checkpoint)
-from .train import _check_lr, check_step_finite, diverged_from
+from ..validate import check_lr
+from .guard import check_step_finite, diverged_from
 
 LOSSES = ("auto", "mse", "cross_entropy")
 SCHEDULES = ("constant", "cosine")
@@ -95,7 +96,7 @@ def _check_model(model):
                if not hasattr(model, a)]
     if missing:
         raise TypeError(f"model: expected an object with init_params, forward, backward, be "
-                        f"and dtype (e.g. GridModel(layer, head) or build_model(...)), got "
+                        f"and dtype (e.g. Model(layer, head)), got "
                         f"{type(model).__name__} without {', '.join(missing)}")
 
 
@@ -177,7 +178,7 @@ def predict(model, params: dict, X: np.ndarray, *, batch: int = 256, sizes=None)
 
 
 def _settings(model, X, Y, *, loss_name, batch, lr, lr_schedule, seed, epochs, sizes):
-    from .train import model_settings
+    from .model import model_settings
 
     try:
         ms = model_settings(model)
@@ -255,7 +256,7 @@ def fit(model, X, Y, *, loss="auto", epochs: int = 10, batch: int = 32, lr: floa
     seed = _check_int(seed, "seed", 0)
     checkpoint_every = _check_int(checkpoint_every, "checkpoint_every", 1)
     validate_every = _check_int(validate_every, "validate_every", 1)
-    lr = _check_lr(lr)
+    lr = check_lr(lr)
     if lr_schedule not in SCHEDULES:
         raise ValueError(f"lr_schedule: expected one of {', '.join(SCHEDULES)}, got "
                          f"{lr_schedule!r}")

@@ -20,13 +20,14 @@ figure into ``out`` and returns ``(metrics, written)``: a JSON-able dict and the
 from __future__ import annotations
 
 import os
-from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..dense import Dense
 from ..mdlstm import MDLSTM
-from .fit import fit, predict
-from .gridmodel import DenseLinear, GridModel
+from ..sd import SliceWise2D
+from ..training.fit import fit, predict
+from ..training.model import Model
 from .models import MODEL_NAMES, build_model
 
 TASK_DEFAULTS = {
@@ -102,7 +103,7 @@ def run_gaussian(s, names, out, be):
         examples[kind] = xv[0, ..., 0]
         for name in names:
             rnn = build_model(name, hidden=s["hidden"], backend=be, dtype=s["dtype"]).rnn
-            model = GridModel(rnn, DenseLinear(s["hidden"], 1, backend=be, dtype=s["dtype"]),
+            model = Model(rnn, Dense(s["hidden"], 1, backend=be, dtype=s["dtype"]),
                               name=name)
             path, kw = _ckpt(out, f"gaussian_{kind}", name, s)
             h = fit(model, x, t, loss="mse", epochs=s["epochs"], batch=s["batch"], lr=s["lr"],
@@ -139,7 +140,7 @@ def digits_model(name, hidden, be, dtype):
     else:
         rnn = SnakeSDLSTM(1, hidden, backend=be, dtype=dtype)
     width = getattr(rnn, "out_features", hidden)
-    return GridModel(rnn, MeanPoolReadout(width, 10, backend=be, dtype=dtype), name=name)
+    return Model(rnn, MeanPoolReadout(width, 10, backend=be, dtype=dtype), name=name)
 
 
 def run_digits(s, names, out, be):
@@ -177,37 +178,7 @@ def run_digits(s, names, out, be):
 
 
 # --------------------------------------------------------------------------- diagonal3d
-class SliceCache(NamedTuple):
-    inner: Any
-    shape: tuple      # (B, D, H, W)
-
-
-class SliceWise2D:
-    """A 2-D MD-LSTM run on every depth slice separately: (B, D, H, W, C) -> (B·D, H, W, C)."""
-
-    def __init__(self, in_channels, hidden, **layer_kwargs):
-        self.layer = MDLSTM(in_channels, hidden, ndim=2, **layer_kwargs)
-        self.be, self.dtype, self.hidden = self.layer.be, self.layer.dtype, hidden
-        self.in_channels = in_channels
-
-    def init_params(self, rng):
-        return self.layer.init_params(rng)
-
-    def forward(self, params, x):
-        xp = self.be.xp
-        B, D, H, W, C = x.shape
-        h, inner = self.layer.forward(params, xp.reshape(x, (B * D, H, W, C)))
-        return xp.reshape(h, (B, D, H, W, self.hidden)), SliceCache(inner, (B, D, H, W))
-
-    def backward(self, dh, cache: SliceCache):
-        xp = self.be.xp
-        B, D, H, W = cache.shape
-        dx, grads = self.layer.backward(xp.reshape(dh, (B * D, H, W, self.hidden)), cache.inner)
-        return xp.reshape(dx, (B, D, H, W, self.in_channels)), grads
-
-
 def run_diagonal3d(s, names, out, be):
-    from ..head import DenseSigmoid
     from .plots import plot_histories
     from .tasks3d import random_diagonal_3d
 
@@ -220,7 +191,7 @@ def run_diagonal3d(s, names, out, be):
             rnn = MDLSTM(1, s["hidden"], ndim=3, cell="graves", backend=be, dtype=s["dtype"])
         else:
             rnn = SliceWise2D(1, s["hidden"], cell="graves", backend=be, dtype=s["dtype"])
-        model = GridModel(rnn, DenseSigmoid(s["hidden"], 1, backend=be, dtype=s["dtype"]),
+        model = Model(rnn, Dense(s["hidden"], 1, "sigmoid", backend=be, dtype=s["dtype"]),
                           name=name)
         path, kw = _ckpt(out, "diagonal3d", name, s)
         h = fit(model, x, t, loss="mse", epochs=s["epochs"], batch=s["batch"], lr=s["lr"],

@@ -27,7 +27,7 @@ import tempfile
 from importlib import metadata
 from typing import Iterable, List
 
-from .atomic import atomic_write
+from ..training.atomic import atomic_write
 from .memory import human
 
 CONFIG = "config.json"

@@ -28,7 +28,6 @@ to name the culprit.
 
 from __future__ import annotations
 
-import numbers
 import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
@@ -38,9 +37,11 @@ from tqdm.auto import tqdm
 
 from ..losses import mse, relevant_loss
 from ..optim import Adam
-from ..validate import check_positive_int
-from .atomic import atomic_write
-from .checkpoint import (CheckpointError, check_matches, load_checkpoint,
+from ..training.atomic import atomic_write
+from ..training.guard import TrainingDiverged, check_step_finite, diverged_from
+from ..training.model import model_settings, sweep_name
+from ..validate import check_lr, check_positive_int
+from ..training.checkpoint import (CheckpointError, check_matches, load_checkpoint,
                          restore_training_state, rows_before, save_checkpoint)
 from .tasks import random_diagonal
 
@@ -74,32 +75,6 @@ class TrainResult:
         if name not in COLUMNS:
             raise ValueError(f"name: expected one of {', '.join(COLUMNS)}, got {name!r}")
         return np.array([row[name] for row in self.rows], dtype=np.float64)
-
-
-class TrainingDiverged(RuntimeError):
-    """Raised when the loss or a gradient is not finite; the bad update is *not* applied.
-
-    Attributes: ``step`` (0-based), ``name`` (the loss or the offending parameter's key),
-    ``params`` (the last good parameters: those the bad step started from), ``rows`` (the
-    logged rows up to the previous step), ``initial_params``.
-    """
-
-    def __init__(self, message, *, step, name, params, rows, initial_params):
-        super().__init__(message)
-        self.step, self.name, self.params = step, name, params
-        self.rows, self.initial_params = rows, initial_params
-
-
-def diverged_from(error: Exception, name: str, step: int, params, rows, initial):
-    """The layers' own finiteness checks (``NonFiniteError``, a FloatingPointError, or the
-    ValueError of ``check_params`` for parameters an overflowing update made inf) as a
-    :class:`TrainingDiverged`; any other error is re-raised unchanged."""
-    if not isinstance(error, FloatingPointError) and "finite" not in str(error):
-        raise error
-    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return TrainingDiverged(f"{name}: a value is not finite (NaN or inf) at step {step} "
-                            f"({reason}); stopped there", step=step, name="forward/backward",
-                            params=params, rows=rows, initial_params=initial)
 
 
 def _format_row(row: dict) -> str:
@@ -157,48 +132,6 @@ def predict(model, params: dict, x: np.ndarray) -> np.ndarray:
     return be.to_numpy(y)
 
 
-def check_step_finite(be, loss, grads, *, name, where, step, params, rows, initial):
-    """The guard of one training step: raise :class:`TrainingDiverged` (naming the loss or the
-    first non-finite gradient) unless the loss and every gradient are finite.
-
-    One host sync: it reduces ``L·0 + Σ_k Σ dθ_k·0``, which is 0 when everything is finite and
-    NaN as soon as anything is NaN or ±inf; only then are the arrays searched one by one.
-    ``where`` says where in the run it happened ("step 3", "epoch 2, step 17").
-    """
-    xp = be.xp
-    probe = loss * 0
-    for g in grads.values():
-        probe = probe + xp.sum(g * 0)                             # NaN iff something is not finite
-    if be.all_finite(probe):
-        return
-    culprit = "loss" if not be.all_finite(loss) else next(
-        (k for k in sorted(grads) if not be.all_finite(grads[k])), "?")
-    what = "the loss" if culprit == "loss" else f"the gradient of {culprit!r}"
-    raise TrainingDiverged(
-        f"{name}: {what} is not finite (NaN or inf) at {where}; stopped before applying it, "
-        f"keeping the parameters of the last good step", step=step, name=culprit,
-        params=params, rows=rows, initial_params=initial)
-
-
-def _inner_layer(rnn):
-    """The MDLSTM doing the work: the SD baselines wrap one (``.lstm``), the multi-directional
-    layer shares one (``.layer``)."""
-    return getattr(rnn, "lstm", None) or getattr(rnn, "layer", None) or rnn
-
-
-def model_settings(model) -> dict:
-    """What identifies a :class:`~mdlstm_np.experiment.models.Model` in a checkpoint: its
-    name, layer class, sizes, cell and dtype (JSON-able)."""
-    rnn = model.rnn
-    layer = _inner_layer(rnn)
-    cell = getattr(layer, "cell", None)
-    return {"model": getattr(model, "name", "model"), "layer": type(rnn).__name__,
-            "in_channels": getattr(rnn, "in_channels", None), "hidden": rnn.hidden,
-            "ndim": getattr(layer, "ndim", None),
-            "cell": getattr(cell, "name", type(cell).__name__ if cell is not None else None),
-            "head": type(model.head).__name__, "dtype": model.dtype}
-
-
 def run_settings(model, *, steps, batch, size, lr, seed) -> dict:
     """What a checkpoint of :func:`train` records and a resume must match (``steps`` apart):
     :func:`model_settings` plus the training settings."""
@@ -206,35 +139,20 @@ def run_settings(model, *, steps, batch, size, lr, seed) -> dict:
             "size": int(size), "lr": float(lr), "seed": int(seed), "optimizer": "Adam"}
 
 
-def sweep_name(model) -> str:
-    """Which sweep runs the model's recurrent layer on its backend: "reference" or a fast one
-    ("numba-graves", "cupy-graves", ...)."""
-    cell = getattr(_inner_layer(model.rnn), "cell", None)
-    if cell is None:
-        return "unknown"
-    return getattr(model.be.sweep_for(cell), "name", "unknown")
-
-
 def _check_model(model):
-    from .models import Model
+    from ..training.model import Model
 
     if not isinstance(model, Model):
-        hint = ("; wrap a bare layer with its head, e.g. Model(layer, DenseSigmoid(layer.hidden, "
-                "1)), or use build_model(...)" if hasattr(model, "init_params") else "")
+        hint = ("; wrap a bare layer with its head, e.g. Model(layer, Dense(layer.hidden, "
+                "1, 'sigmoid')), or use build_model(...)" if hasattr(model, "init_params") else "")
         raise TypeError(f"model: expected a mdlstm_np Model (a recurrent layer and a head, "
                         f"mapping (B, size, size, 1) -> (B, size, size, 1)), got "
                         f"{type(model).__name__}{hint}")
-    if getattr(model.rnn, "in_channels", 1) != 1 or model.head.out_features != 1:
+    first, last = model.layers[0], model.layers[-1]
+    if getattr(first, "in_channels", 1) != 1 or getattr(last, "out_features", None) != 1:
         raise ValueError(f"model: expected 1 input and 1 output channel for the random-diagonal "
-                         f"task, got {getattr(model.rnn, 'in_channels', '?')} and "
-                         f"{model.head.out_features}")
-
-
-def _check_lr(lr) -> float:
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not np.isfinite(lr) \
-            or not lr > 0:
-        raise ValueError(f"lr: expected a finite number > 0, got {lr!r}")
-    return float(lr)
+                         f"task, got {getattr(first, 'in_channels', '?')} and "
+                         f"{getattr(last, 'out_features', '?')}")
 
 
 class _Log:
@@ -263,7 +181,7 @@ def train(model, *, steps: int = 1000, batch: int = 16, size: int = 8, lr: float
           should_stop: Optional[Callable[[int], bool]] = None) -> TrainResult:
     """Train ``model`` on the random-diagonal task with Adam(lr) — the seed's experiment.
 
-    model     : a :class:`mdlstm_np.experiment.models.Model` (input (B, size, size, 1))
+    model     : a :class:`mdlstm_np.demo.models.Model` (input (B, size, size, 1))
     steps     : number of Adam steps (the seed: 1000)
     batch     : samples per step (16); size: grid side (8, at least 3)
     lr        : Adam's learning rate (0.01), a Python or numpy real
@@ -297,7 +215,7 @@ def train(model, *, steps: int = 1000, batch: int = 16, size: int = 8, lr: float
     log_every = check_positive_int(log_every, "log_every")
     checkpoint_every = check_positive_int(checkpoint_every, "checkpoint_every")
     seed = check_positive_int(seed, "seed", minimum=0)
-    lr = _check_lr(lr)
+    lr = check_lr(lr)
     if resume and checkpoint is None:
         raise ValueError("resume: expected a checkpoint path to resume from, got none")
     be, xp = model.be, model.be.xp

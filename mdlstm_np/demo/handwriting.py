@@ -8,7 +8,7 @@ The network (one line image in, one label distribution per column group out)
     1. BlockSubsample  k1 = (2, 2)    -> (B, H/2, W/2, 4)                 sizes s1 = ⌈s0/k1⌉
     2. MDLSTM level 1, 4 directions   -> (B, H/2, W/2, 4·h1)   concat, masked by s1
     3. BlockSubsample  k2 = (2, 2)    -> (B, H/4, W/4, 16·h1)             sizes s2 = ⌈s1/k2⌉
-    4. FeedForwardTanh                -> (B, H/4, W/4, f2)     mixes the block down to f2
+    4. Dense(.., "tanh")              -> (B, H/4, W/4, f2)     mixes the block down to f2
     5. MDLSTM level 2, 4 directions   -> (B, H/4, W/4, 4·h2)   masked by s2
     6. CollapseVertical (sum of rows) -> (B, T, 4·h2)          T = W/4, T_b = s2[b, 1]
     7. dense per time step  u = v V + a               V (4·h2, K), a (K,)   K = 11 (blank + 10)
@@ -38,8 +38,9 @@ Backward: steps 9b … 1b in reverse, each layer's own hand-derived backward, wi
     7b. dV = Σ_{b,t} v_btᵀ du_bt   da = Σ_{b,t} du_bt   dv = du Vᵀ
 where padded time steps t ≥ T_b carry dy = 0 from CTC and so add nothing.
 
-Parameters live in one flat dict with a prefix per layer: "rnn1.d0.W" … (level 1's four
-directions), "ff.W", "ff.b", "rnn2.d0.W" …, "out.V", "out.a".
+The network is a :class:`~mdlstm_np.Model` of these layers, so its parameters live in one flat
+dict with a prefix per layer: "rnn1.d0.W" … (level 1's four directions), "ff.V", "ff.a",
+"rnn2.d0.W" …, "out.V", "out.a"; steps 1-6 and 8 have none.
 """
 
 from __future__ import annotations
@@ -52,14 +53,16 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..backends import get_backend
-from ..ctc import best_path_decode, cer, ctc_loss, log_softmax, log_softmax_backward
+from ..ctc import best_path_decode, cer, ctc_loss
 from ..data.lines import make_lines
-from ..hierarchy import BlockSubsample, CollapseVertical, FeedForwardTanh
+from ..dense import Dense
+from ..hierarchy import BlockSubsample, CollapseVertical, SequenceLogSoftmax
 from ..multidir import MultiDirectionalMDLSTM
 from ..optim import Adam
+from ..training.model import Model
 from ..validate import check_dtype_name, check_positive_int
-from .atomic import atomic_write
-from .checkpoint import check_matches, load_checkpoint, restore_training_state, save_checkpoint
+from ..training.atomic import atomic_write
+from ..training.checkpoint import check_matches, load_checkpoint, restore_training_state, save_checkpoint
 
 LINES_MODEL = "HIERARCHICAL_MDRNN"   # the model name in its checkpoints
 
@@ -68,22 +71,16 @@ BLANK = 0
 
 
 class HandwritingCache(NamedTuple):
-    """What ``HierarchicalMDRNN.backward`` needs (forward's step numbers)."""
+    """What ``HierarchicalMDRNN.backward`` needs: the model's cache and CTC's input lengths."""
 
-    sub1: Any             # 1. BlockSubsample cache
-    rnn1: Any             # 2. MultiDirCache
-    sub2: Any             # 3. BlockSubsample cache
-    ff: Any               # 4. FeedForwardCache
-    rnn2: Any             # 5. MultiDirCache
-    collapse: Any         # 6. CollapseCache
-    v: Any                # (B, T, F) the collapsed sequence, input of step 7
-    V: Any                # (F, K) the dense weights forward used
-    log_probs: Any        # (T, B, K) output of step 8
+    model: Any                  # the ModelCache of steps 1-8
+    log_probs: Any              # (T, B, K) output of step 8
     input_lengths: np.ndarray   # (B,) host int64, T_b
 
 
-class HierarchicalMDRNN:
-    """The two-level hierarchical MDRNN of the module docstring.
+class HierarchicalMDRNN(Model):
+    """The two-level hierarchical MDRNN of the module docstring: a :class:`Model` of eight
+    layers named "sub1", "rnn1", "sub2", "ff", "rnn2", "collapse", "out", "logp".
 
     h1, f2, h2   : hidden units per direction of level 1, features of the tanh layer, hidden
                    units per direction of level 2.
@@ -92,120 +89,57 @@ class HierarchicalMDRNN:
     backend, dtype : as for the layers. Only Graves' plain cell has a numba hot loop.
 
     forward(params, x (B, H, W, 1), sizes (B, 2) or None) -> (log_probs (T, B, K), cache)
-    backward(dlog_probs (T, B, K), cache) -> grads (a dict like params)
+    backward(dlog_probs (T, B, K), cache) -> (dx, grads (a dict like params))
     loss(params, x, sizes, targets, target_lengths) -> (loss, grads, log_probs, input_lengths)
     """
 
     def __init__(self, *, h1=4, f2=16, h2=24, blocks=((2, 2), (2, 2)), cell="graves",
-                 forget_bias=-1.0, backend="numpy", dtype="float64"):
-        self.be = get_backend(backend)
-        self.dtype = check_dtype_name(dtype)
-        self.h1 = check_positive_int(h1, "h1")
-        self.f2 = check_positive_int(f2, "f2")
-        self.h2 = check_positive_int(h2, "h2")
-        self.cell = cell
-        kw = dict(cell=cell, forget_bias=forget_bias, backend=self.be, dtype=self.dtype)
+                 forget_bias=-1.0, backend="numpy", dtype="float32"):
+        be, dtype = get_backend(backend), check_dtype_name(dtype)
+        h1, f2, h2 = (check_positive_int(v, k) for v, k in ((h1, "h1"), (f2, "f2"), (h2, "h2")))
+        kw = dict(cell=cell, forget_bias=forget_bias, backend=be, dtype=dtype)
         b1, b2 = (tuple(b) for b in blocks)
-        self.sub1 = BlockSubsample(b1, backend=self.be, dtype=self.dtype)
-        self.rnn1 = MultiDirectionalMDLSTM(b1[0] * b1[1], self.h1, 2, **kw)
-        self.sub2 = BlockSubsample(b2, backend=self.be, dtype=self.dtype)
-        self.ff = FeedForwardTanh(b2[0] * b2[1] * self.rnn1.out_features, self.f2,
-                                  backend=self.be, dtype=self.dtype)
-        self.rnn2 = MultiDirectionalMDLSTM(self.f2, self.h2, 2, **kw)
-        self.collapse = CollapseVertical(backend=self.be, dtype=self.dtype)
-        self.features = self.rnn2.out_features                     # F = 4·h2
+        rnn1 = MultiDirectionalMDLSTM(b1[0] * b1[1], h1, 2, **kw)
+        rnn2 = MultiDirectionalMDLSTM(f2, h2, 2, **kw)
+        layers = (BlockSubsample(b1, backend=be, dtype=dtype),                      # 1.
+                  rnn1,                                                             # 2.
+                  BlockSubsample(b2, backend=be, dtype=dtype),                      # 3.
+                  Dense(b2[0] * b2[1] * rnn1.out_features, f2, "tanh", backend=be,
+                        dtype=dtype),                                               # 4.
+                  rnn2,                                                             # 5.
+                  CollapseVertical(backend=be, dtype=dtype),                        # 6.
+                  Dense(rnn2.out_features, N_CLASSES, backend=be, dtype=dtype),     # 7.
+                  SequenceLogSoftmax(backend=be, dtype=dtype))                      # 8.
+        super().__init__(*layers, names=("sub1", "rnn1", "sub2", "ff", "rnn2", "collapse",
+                                         "out", "logp"), name=LINES_MODEL)
+        self.h1, self.f2, self.h2, self.cell = h1, f2, h2, cell
+        self.features = rnn2.out_features                             # F = 4·h2
         self.blocks = (b1, b2)
-        self._layers = {"rnn1": self.rnn1, "ff": self.ff, "rnn2": self.rnn2}
-
-    # ------------------------------------------------------------------ parameters
-    def param_shapes(self) -> dict:
-        shapes = {f"{name}.{k}": s for name, layer in self._layers.items()
-                  for k, s in layer.param_shapes().items()}
-        shapes.update({"out.V": (self.features, N_CLASSES), "out.a": (N_CLASSES,)})
-        return shapes
-
-    def init_params(self, rng: np.random.Generator) -> dict:
-        """Each layer's own initialisation; V Glorot-uniform, a = 0."""
-        params = {}
-        for name, layer in self._layers.items():
-            params.update({f"{name}.{k}": v for k, v in layer.init_params(rng).items()})
-        limit = np.sqrt(6.0 / (self.features + N_CLASSES))
-        params["out.V"] = self.be.asarray(rng.uniform(-limit, limit,
-                                                      (self.features, N_CLASSES)), self.dtype)
-        params["out.a"] = self.be.asarray(np.zeros(N_CLASSES), self.dtype)
-        return params
-
-    @staticmethod
-    def _part(params, name) -> dict:
-        pre = name + "."
-        return {k[len(pre):]: v for k, v in params.items() if k.startswith(pre)}
-
-    # ------------------------------------------------------------------ sizes
-    def level_sizes(self, sizes, shape):
-        """Host sizes at the input, after step 1 and after step 3: three (B, 2) int64 arrays.
-        ``sizes`` None means every sample fills the padded grid of ``shape`` (H, W)."""
-        s0 = np.asarray(sizes if sizes is not None else [shape], dtype=np.int64)
-        s1 = self.sub1.out_sizes(s0)
-        return s0, s1, self.sub2.out_sizes(s1)
 
     def input_lengths(self, sizes) -> np.ndarray:
         """CTC input lengths T_b (B,) of lines with ``sizes`` (B, 2): ⌈⌈W_b/k1⌉/k2⌉."""
-        return self.collapse.out_sizes(self.level_sizes(sizes, None)[2])[:, 0]
+        return np.asarray(self.out_sizes(np.asarray(sizes, dtype=np.int64)))[:, 0]
 
-    # ------------------------------------------------------------------ forward
     def forward(self, params, x, sizes=None):
         """x (B, H, W, 1) float of the model's dtype, sizes (B, 2) host ints or None.
 
         Returns log_probs (T, B, K), T = ⌈⌈W/k1⌉/k2⌉, K = 11, and the cache. Time steps
-        t ≥ T_b of sample b hold the output layer's bias only; CTC ignores them.
+        t ≥ T_b of sample b hold a uniform distribution (the scores there are masked to 0);
+        CTC ignores them.
         """
-        be, xp = self.be, self.be.xp
-        B, H, W = x.shape[0], x.shape[1], x.shape[2]
-        s0, s1, s2 = self.level_sizes(sizes, (H, W))
-        m = sizes is not None
-        z, c_sub1 = self.sub1.forward({}, x, s0 if m else None)                  # 1.
-        z, c_rnn1 = self.rnn1.forward(self._part(params, "rnn1"), z,
-                                      sizes=s1 if m else None)                   # 2.
-        z, c_sub2 = self.sub2.forward({}, z, s1 if m else None)                  # 3.
-        z, c_ff = self.ff.forward(self._part(params, "ff"), z, s2 if m else None)   # 4.
-        z, c_rnn2 = self.rnn2.forward(self._part(params, "rnn2"), z,
-                                      sizes=s2 if m else None)                   # 5.
-        v, c_col = self.collapse.forward({}, z, s2 if m else None)               # 6. (B, T, F)
-        T = v.shape[1]
-        u = xp.reshape(xp.reshape(v, (B * T, self.features)) @ params["out.V"]
-                       + params["out.a"], (B, T, N_CLASSES))                     # 7. (B, T, K)
-        y = log_softmax(be, xp.permute_dims(u, (1, 0, 2)), axis=-1)              # 8. (T, B, K)
-        lengths = s2[:, 1] if m else np.full(B, T, dtype=np.int64)
-        cache = HandwritingCache(c_sub1, c_rnn1, c_sub2, c_ff, c_rnn2, c_col, v,
-                                 params["out.V"], y, lengths)
-        return y, cache
+        y, cache = super().forward(params, x, sizes)                             # 1.-8.
+        T, B = y.shape[0], y.shape[1]
+        lengths = (self.input_lengths(sizes) if sizes is not None
+                   else np.full(B, T, dtype=np.int64))
+        return y, HandwritingCache(cache, y, lengths)
 
-    # ------------------------------------------------------------------ backward
-    def backward(self, dlog_probs, cache: HandwritingCache) -> dict:
-        """dlog_probs (T, B, K) = ∂loss/∂log_probs -> grads, a dict with params' keys."""
-        xp = self.be.xp
+    def backward(self, dlog_probs, cache: HandwritingCache):
+        """dlog_probs (T, B, K) = ∂loss/∂log_probs -> dx, grads (a dict with params' keys)."""
         if tuple(dlog_probs.shape) != tuple(cache.log_probs.shape):
             raise ValueError(f"dlog_probs: expected shape {tuple(cache.log_probs.shape)}, got "
                              f"{tuple(dlog_probs.shape)}")
-        B, T, F = cache.v.shape
-        du = log_softmax_backward(self.be, dlog_probs, cache.log_probs, axis=-1)  # 8b.
-        du2 = xp.reshape(xp.permute_dims(du, (1, 0, 2)), (B * T, N_CLASSES))     # (B·T, K)
-        v2 = xp.reshape(cache.v, (B * T, F))
-        grads = {"out.V": xp.permute_dims(v2, (1, 0)) @ du2,                     # 7b. (F, K)
-                 "out.a": xp.sum(du2, axis=0)}                                   # 7b. (K,)
-        dv = xp.reshape(du2 @ xp.permute_dims(cache.V, (1, 0)), (B, T, F))       # 7b. dv
-        dz, _ = self.collapse.backward(dv, cache.collapse)                       # 6b.
-        dz, g = self.rnn2.backward(dz, cache.rnn2)                               # 5b.
-        grads.update({f"rnn2.{k}": a for k, a in g.items()})
-        dz, g = self.ff.backward(dz, cache.ff)                                   # 4b.
-        grads.update({f"ff.{k}": a for k, a in g.items()})
-        dz, _ = self.sub2.backward(dz, cache.sub2)                               # 3b.
-        dz, g = self.rnn1.backward(dz, cache.rnn1)                               # 2b.
-        grads.update({f"rnn1.{k}": a for k, a in g.items()})
-        # 1b. (the input image needs no gradient: sub1 has no parameters)
-        return grads
+        return super().backward(dlog_probs, cache.model)                         # 8'.-1'.
 
-    # ------------------------------------------------------------------ loss
     def loss(self, params, x, sizes, targets, target_lengths, *, reduction="mean"):
         """CTC loss of a batch and its gradient (impossible lines count 0, ``zero_infinity``).
 
@@ -215,7 +149,7 @@ class HierarchicalMDRNN:
         y, cache = self.forward(params, x, sizes)
         loss, dy = ctc_loss(self.be, y, targets, cache.input_lengths, target_lengths,
                             blank=BLANK, reduction=reduction, zero_infinity=True)   # 9.
-        return float(loss), self.backward(dy, cache), y, cache.input_lengths
+        return float(loss), self.backward(dy, cache)[1], y, cache.input_lengths
 
 
 # =========================================================================== training
@@ -247,7 +181,7 @@ def _batches(widths, batch, rng, bucket=16):
     return [out[i] for i in rng.permutation(len(out))]
 
 
-def _crop(lines, idx):
+def crop_batch(lines, idx):
     """Rows ``idx`` of a ``Lines`` set, the padding cropped to the batch's largest line."""
     sizes = lines.sizes[idx]
     h, w = sizes.max(axis=0)
@@ -259,7 +193,7 @@ def decode(model, params, lines, batch=64):
     be, out = model.be, []
     for start in range(0, len(lines.sizes), batch):
         idx = np.arange(start, min(start + batch, len(lines.sizes)))
-        x, sizes, _, _ = _crop(lines, idx)
+        x, sizes, _, _ = crop_batch(lines, idx)
         y, cache = model.forward(params, be.asarray(x, model.dtype), sizes)
         out += best_path_decode(be.to_numpy(y), cache.input_lengths, blank=BLANK)
     return out
@@ -393,7 +327,7 @@ def train_lines(steps=None, *, epochs=None, batch=16, h1=4, f2=16, h2=24, lr=6e-
         if decay_at is not None and done >= decay_at and opt.lr == lr:
             opt.lr = lr / 10.0
             settings["decayed_at_step"] = step
-        x, sizes, tg, tl = _crop(train, queue.pop())
+        x, sizes, tg, tl = crop_batch(train, queue.pop())
         loss, grads, _, _ = model.loss(params, be.asarray(x, dtype), sizes, tg, tl)
         if not np.isfinite(loss) or not all(bool(be.all_finite(g)) for g in grads.values()):
             raise FloatingPointError(f"train_lines: loss or gradient not finite at step {step} "

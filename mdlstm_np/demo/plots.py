@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from .atomic import atomic_write  # noqa: E402
+from ..training.atomic import atomic_write  # noqa: E402
 
 DECADE = 10.0  # a log axis only when the positive values span at least this ratio
 FEW_POINTS = 30  # below this many points a curve gets markers (one point is still visible)
@@ -55,7 +55,7 @@ def plot_losses(logs: dict, column: str, path: str, *, title: str = None,
                 settings: dict = None) -> str:
     """One figure, one curve per model, log-scaled y.
 
-    logs     : {model name: rows}, rows as :func:`mdlstm_np.train.train` logs them (dicts with
+    logs     : {model name: rows}, rows as :func:`mdlstm_np.demo.train.train` logs them (dicts with
                "steps" and ``column``)
     column   : "overall_loss" or "relevant_loss"
     settings : the run's settings (size, hidden, batch, lr, steps, dtype, seed, backend ...),
