@@ -163,4 +163,4 @@ def test_numba_driver_carries_the_sweeps_labels():
     fwd = labels(inspect.getsource(numba_driver.forward_template))
     bwd = labels(inspect.getsource(numba_driver.backward_template))
     assert {"1b", "5"} <= forward(fwd)
-    assert {"1b'", "5'", "1a'"} <= backward(bwd)
+    assert {"1b'(pull)", "1b'(share)", "5'", "1a'"} <= backward(bwd)

@@ -4,11 +4,12 @@ pointwise forward and backward (``numba_cells.py``).
 This is ``sweep.ReferenceSweep`` as loops, with the cell left open. Per wavefront s:
 
     forward                                       backward (s = last … 0, pulling, no scatter)
-    1b.  gather [h(p⁻_1) | … | h(p⁻_n)], ONE GEMM  1b'. dh = dout + Σ_d [dz(p⁻…)Uᵀ]_d pulled from
+    1a.  zx = x W + b (the layer, whole grid)
+    1b.  gather [h(p⁻_1) | … | h(p⁻_n)], ONE GEMM  1b'(pull). dh = dout + Σ_d [dz(p⁻…)Uᵀ]_d pulled from
          with U, z = zx + h U                          p⁺_d;  dc = Σ_d dc_prev_d(p⁺_d)
     2-…  cell_forward(row)      (the cell's steps) 5'.  dh, dc = m ⊙ dh, m ⊙ dc
     5.   h, c = m ⊙ h, m ⊙ c                        …-2'. cell_backward(row) -> dz, dc_prev_d
-                                                    1b'. ONE GEMM dz Uᵀ (shares of p⁻_d; those
+                                                    1b'(share). ONE GEMM dz Uᵀ (shares of p⁻_d; those
                                                          outside the grid go to dh0, dc0)
                                                     1a'. (whole batch) dU, dW, db, dx on blocks
                                                          of wavefronts while dz is in cache
@@ -134,7 +135,7 @@ def backward_template(dout, UT, h, c, act, X, Sc, bounds, pred_all, succ_all, ma
                 for k in range(H):
                     dh[k] = dout[r, k]
                     dc[k] = 0
-                for d in range(n):  # 1b'. pull from the successors p⁺_d (wavefront s + 1)
+                for d in range(n):  # 1b'(pull). pull from the successors p⁺_d (wavefront s + 1)
                     q = succ_all[d, j]
                     if q < N:
                         ql, qr = (q - next_start) * Bc + bb - b_lo, q * B + bb
@@ -156,7 +157,7 @@ def backward_template(dout, UT, h, c, act, X, Sc, bounds, pred_all, succ_all, ma
                     for e in range(G):
                         dZ[r, e] = dzb2[lc, e]
         rows = (stop - start) * Bc
-        if whole:  # 1b'. dh_prev = dz Uᵀ: one GEMM
+        if whole:  # 1b'(share). dh_prev = dz Uᵀ: one GEMM
             np.dot(dZ[start * B:stop * B], UT, dhp2[:rows])
         else:
             np.dot(dzb2[:rows], UT, dhp2[:rows])
@@ -184,7 +185,7 @@ def backward_template(dout, UT, h, c, act, X, Sc, bounds, pred_all, succ_all, ma
                         gb[e] += dzs[i, e]
                 np.dot(dzs, WT, dx_w[lo:hi])  # dx = dz Wᵀ
                 hi = lo
-        if want_state:  # 1b'. shares of predecessors outside the grid: the initial state
+        if want_state:  # 1b'(share). shares of predecessors outside the grid: the initial state
             for j in range(start, stop):
                 for d in range(n):
                     if pred_all[d, j] == N:

@@ -1,17 +1,18 @@
 """numba kernels for the Graves MD-LSTM sweep: the whole wavefront loop in one jitted function.
 
-These are ``sweep_forward`` / ``sweep_backward`` (``mdlstm.py``) with ``GravesCell``
+These are ``ReferenceSweep.forward`` / ``ReferenceSweep.backward`` (``sweep.py``) with ``GravesCell``
 (``cells/graves.py``) written out as loops. The numbered comments are the reference's,
 so the two can be read side by side:
 
     forward, per wavefront s, per cell p of it, per sample:
+        1a.  zx = x W + b                        (the layer, once for the whole grid)
         1b.  z = zx(p) + Σ_d h(p⁻_d) U_d
         2.   i, f_d, o = σ(z_i, z_fd, z_o)      g = tanh(z_g)
         3.   c = i ⊙ g + Σ_d f_d ⊙ c(p⁻_d)
         4.   h = o ⊙ tanh(c)
         5.   h, c = m ⊙ h, m ⊙ c                 (m = 1 without a sizes mask)
     backward, s = last … 0, pulling from the successors p⁺_d (no scatter):
-        1b'. dh = dout(p) + Σ_d [dz(p⁺_d) Uᵀ]_d      dc = Σ_d dc(p⁺_d) ⊙ f_d(p⁺_d)
+        1b'(pull). dh = dout(p) + Σ_d [dz(p⁺_d) Uᵀ]_d      dc = Σ_d dc(p⁺_d) ⊙ f_d(p⁺_d)
         5'.  dh, dc = m ⊙ dh, m ⊙ dc
         4'.  do = dh ⊙ tanh(c)      dc += dh ⊙ o ⊙ (1 − tanh²(c))
         3'.  di = dc ⊙ g   dg = dc ⊙ i   df_d = dc ⊙ c(p⁻_d)   (dc(p⁻_d) = dc ⊙ f_d: pulled)
@@ -24,10 +25,10 @@ wavefront does what the reference does, without leaving compiled code:
     1b.   gather [h(p⁻_1) | … | h(p⁻_n)] into a (k·B, n·H) buffer, then ONE GEMM with U
           (``np.dot`` on contiguous 2-D buffers: numba calls SciPy's BLAS sgemm/dgemm directly)
     2-5.  the gate math, fused, in loops that LLVM vectorises
-    backward: pull dh, dc from the successors, 5'/4'-2' fused, then ONE GEMM dh_prev = dz Uᵀ (1b')
+    backward: pull dh, dc from the successors, 5'/4'-2' fused, then ONE GEMM dh_prev = dz Uᵀ (1b'(share))
     1a'   (whole batch) the weight gradients dU, dW, db and dx = dz Wᵀ, on blocks of consecutive
           wavefronts (a block's dz rows are contiguous in dZ and still in cache), one GEMM each;
-          the layer then skips its whole-grid passes over dZ (``mdlstm.FusedWeightGrads``)
+          the layer then skips its whole-grid passes over dZ (``sweep.FusedWeightGrads``)
 
 Writing loops that vectorise. numba checks every signed index for wrap-around (a[-1]); with
 an offset in the index (``act[r, nsig + k]``) LLVM cannot drop that check and gives up on
@@ -279,7 +280,7 @@ def backward_sweep(dout, UT, c, act, tanh_c, bounds, pred_all, succ_all, mask, d
                 for k in range(H):
                     dh[k] = dout[r, k]
                     dc[k] = 0
-                for d in range(n):  # pull from the successors p⁺_d (wavefront s + 1)
+                for d in range(n):  # 1b'(pull). from the successors p⁺_d (wavefront s + 1)
                     q = succ_all[d, j]
                     if q < N:
                         ql, qr = (q - next_start) * Bc + bb - b_lo, q * B + bb  # row in dhp, global
@@ -304,7 +305,7 @@ def backward_sweep(dout, UT, c, act, tanh_c, bounds, pred_all, succ_all, mask, d
                     for e in range(G):
                         dZ[r, e] = dzb2[lc, e]
         rows = (stop - start) * Bc
-        if whole:  # 1b'. dh_prev = dz Uᵀ: one GEMM
+        if whole:  # 1b'(share). dh_prev = dz Uᵀ: one GEMM
             np.dot(dZ[start * B:stop * B], UT, dhp2[:rows])
         else:
             np.dot(dzb2[:rows], UT, dhp2[:rows])

@@ -33,9 +33,9 @@ b_f = -1. After 600 steps on lines of 1-3 digits (lr 3e-3) the test CER was 0.89
 0.90 with 0 and 0.67 with -1. (Leifert's stable cell bounds the state by construction but has no
 numba hot loop: about 4× slower per step here.)
 
-Backward: steps 9b … 1b in reverse, each layer's own hand-derived backward, with
-    8b. du = dy − e^{y} Σ_k dy_k                    (``ctc.log_softmax_backward``)
-    7b. dV = Σ_{b,t} v_btᵀ du_bt   da = Σ_{b,t} du_bt   dv = du Vᵀ
+Backward: steps 9' … 1' in reverse, each layer's own hand-derived backward, with
+    8'. du = dy − e^{y} Σ_k dy_k                    (``ctc.log_softmax_backward``)
+    7'. dV = Σ_{b,t} v_btᵀ du_bt   da = Σ_{b,t} du_bt   dv = du Vᵀ
 where padded time steps t ≥ T_b carry dy = 0 from CTC and so add nothing.
 
 The network is a :class:`~mdlstm_np.Model` of these layers, so its parameters live in one flat
