@@ -140,16 +140,21 @@ def load_checkpoint(path: str) -> Checkpoint:
         with np.load(path, allow_pickle=False) as z:
             data = {name: z[name] for name in z.files}     # reading checks every CRC-32
         meta = json.loads(bytes(data.pop("meta")).decode("utf-8"))
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) \
-            as e:
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any fault of a damaged file is one clear error
+        # A damaged zip container raises whatever its damaged field leads to: BadZipFile,
+        # NotImplementedError ("zip file version", "compression method"), zlib.error,
+        # OverflowError, struct.error, ValueError, KeyError, EOFError, UnicodeDecodeError ...
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CheckpointError(f"checkpoint {path}: cannot be read, it is truncated, corrupted "
-                              f"or not a checkpoint ({reason})") from None
+                              f"or not a checkpoint ({type(e).__name__}: {reason})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path}: not a {FORMAT} file")
     if meta.get("version") != VERSION:
         raise CheckpointError(f"checkpoint {path}: format version {meta.get('version')!r}, "
                               f"this package reads version {VERSION}")
+    _check_meta(path, meta, data)
     out = Checkpoint(meta=meta, params={}, path=path)
     slots = {}
     for name, a in data.items():
@@ -161,14 +166,40 @@ def load_checkpoint(path: str) -> Checkpoint:
         elif kind == "opt":
             slot, _, key = key.partition("/")
             slots.setdefault(slot, {})[key] = a
-    opt = meta.get("optimizer", {})
+        else:
+            raise CheckpointError(f"checkpoint {path}: unexpected entry {name!r}")
+    opt = meta["optimizer"]
     out.optimizer = {"kind": opt.get("kind"), "hyper": opt.get("hyper"), "t": opt.get("t"),
                      "slots": {s: slots.get(s, {}) for s in opt.get("slots", [])}}
     out.rng_state = meta.get("rng", {})
-    if not out.params or not isinstance(meta.get("step"), int) or out.n_rows > out.step:
+    if not out.params or out.n_rows > out.step:
         raise CheckpointError(f"checkpoint {path}: inconsistent contents ({len(out.params)} "
                               f"parameters, {out.n_rows} rows for step {meta.get('step')!r})")
     return out
+
+
+# what each metadata field must be, so that a damaged or hand-edited file fails here, in one
+# line, and not later inside a resumed run
+_META_TYPES = {"step": int, "rows": int, "optimizer": dict, "rng": dict, "settings": dict,
+               "model": str}
+
+
+def _check_meta(path, meta: dict, data: dict):
+    for key, kind in _META_TYPES.items():
+        value = meta.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise CheckpointError(f"checkpoint {path}: metadata {key!r}: expected "
+                                  f"{kind.__name__}, got {type(value).__name__}")
+    if meta["step"] < 0 or meta["rows"] < 0:
+        raise CheckpointError(f"checkpoint {path}: metadata step/rows: expected >= 0, got "
+                              f"{meta['step']}/{meta['rows']}")
+    opt = meta["optimizer"]
+    if not isinstance(opt.get("slots", []), list) or not isinstance(opt.get("t", 0), int):
+        raise CheckpointError(f"checkpoint {path}: metadata 'optimizer': expected slots (a "
+                              f"list) and t (an int), got {opt!r}")
+    if meta.get("last_row") is not None and not isinstance(meta["last_row"], dict):
+        raise CheckpointError(f"checkpoint {path}: metadata 'last_row': expected a dict or "
+                              f"null, got {type(meta['last_row']).__name__}")
 
 
 def restore_training_state(ckpt: Checkpoint, *, be, dtype: str, optimizer,
@@ -190,7 +221,9 @@ def restore_training_state(ckpt: Checkpoint, *, be, dtype: str, optimizer,
             s: {k: be.asarray(v) for k, v in arrs.items()}
             for s, arrs in ckpt.optimizer["slots"].items()}})
         rng.bit_generator.state = ckpt.rng_state
-    except (ValueError, TypeError, KeyError) as e:
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever a damaged state leads to: one clear error
         optimizer.lr = lr
         raise CheckpointError(f"checkpoint {ckpt.path}: its optimiser or data generator "
                               f"state does not fit this run ({e})") from None
