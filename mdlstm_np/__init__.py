@@ -18,9 +18,10 @@ from .mdlstm import MDLSTM
 from .multidir import MultiDirectionalMDLSTM
 from .sd import HorizontalSDLSTM, SnakeSDLSTM
 from .dense import Dense
-from .training import CheckpointError, History, Model, TrainingDiverged, fit, predict
+from .training import (CheckpointError, History, Model, TrainingDiverged, fit, load, predict,
+                       save)
 
 __all__ = ["get_backend", "MDLSTM", "MultiDirectionalMDLSTM", "HorizontalSDLSTM", "SnakeSDLSTM",
-           "Dense", "Model", "fit", "predict", "History", "CheckpointError",
+           "Dense", "Model", "fit", "predict", "save", "load", "History", "CheckpointError",
            "TrainingDiverged"]
 __version__ = "0.1.0"

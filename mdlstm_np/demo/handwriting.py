@@ -62,6 +62,7 @@ from ..optim import Adam
 from ..training.model import Model
 from ..validate import check_dtype_name, check_positive_int
 from ..training.atomic import atomic_write
+from ..training.saving import spec_or_none
 from ..training.checkpoint import check_matches, load_checkpoint, restore_training_state, save_checkpoint
 
 LINES_MODEL = "HIERARCHICAL_MDRNN"   # the model name in its checkpoints
@@ -309,7 +310,8 @@ def train_lines(steps=None, *, epochs=None, batch=16, h1=4, f2=16, h2=24, lr=6e-
         if "decayed_at_step" in settings:
             extra["decayed_at_step"] = settings["decayed_at_step"]
         save_checkpoint(checkpoint, be=be, model_name=LINES_MODEL, settings=checked, step=done,
-                        params=params, optimizer=opt, rng=rng, extra=extra)
+                        params=params, optimizer=opt, rng=rng,
+                        extra={**extra, "model_spec": spec_or_none(model)})
 
     t0 = time.perf_counter() - elapsed
     bar = tqdm(range(start + 1, steps + 1), desc="lines", unit="step", disable=not progress,

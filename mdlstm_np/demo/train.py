@@ -41,6 +41,7 @@ from ..training.atomic import atomic_write
 from ..training.guard import TrainingDiverged, check_step_finite, diverged_from
 from ..training.model import model_settings, sweep_name
 from ..validate import check_lr, check_positive_int
+from ..training.saving import spec_or_none
 from ..training.checkpoint import (CheckpointError, check_matches, load_checkpoint,
                          restore_training_state, rows_before, save_checkpoint)
 from .tasks import random_diagonal
@@ -252,7 +253,8 @@ def train(model, *, steps: int = 1000, batch: int = 16, size: int = 8, lr: float
         if checkpoint is not None:
             save_checkpoint(checkpoint, be=be, model_name=name, settings=settings, step=done,
                             params=params, optimizer=opt, rng=data_rng, rows=rows,
-                            initial_params=initial, extra={"sweep": sweep_name(model)})
+                            initial_params=initial,
+                            extra={"sweep": sweep_name(model), "model_spec": spec_or_none(model)})
 
     log = _Log(out_tsv, rows)
     stopped, done = False, start

@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 from ..losses import mse
 from ..optim import Adam
 from ..readout import softmax_cross_entropy
+from .saving import spec_or_none
 from .checkpoint import (CheckpointError, check_matches, load_checkpoint, restore_training_state,
                          save_checkpoint)
 from ..validate import check_lr
@@ -165,16 +166,9 @@ def _fingerprint(*arrays) -> int:
 
 # --------------------------------------------------------------------------- helpers
 def predict(model, params: dict, X: np.ndarray, *, batch: int = 256, sizes=None) -> np.ndarray:
-    """Host X (N, *S, C) -> host outputs (N, *S, K) or class scores (N, K), in batches."""
-    be = model.be
-    X = _check_x(X)
-    device = {k: be.asarray(v, model.dtype) for k, v in params.items()}
-    outs = []
-    for i in range(0, len(X), batch):
-        kw = {} if sizes is None else {"sizes": np.asarray(sizes)[i:i + batch]}
-        y, _ = model.forward(device, be.asarray(X[i:i + batch], model.dtype), **kw)
-        outs.append(be.to_numpy(y))
-    return np.concatenate(outs, axis=0)
+    """Host X (N, *S, C) -> host outputs (N, *S, K) or class scores (N, K), in batches
+    (``model.predict``)."""
+    return model.predict(params, _check_x(X), sizes, batch=batch)
 
 
 def _settings(model, X, Y, *, loss_name, batch, lr, lr_schedule, seed, epochs, sizes):
@@ -308,7 +302,8 @@ def fit(model, X, Y, *, loss="auto", epochs: int = 10, batch: int = 32, lr: floa
         if checkpoint is not None:
             save_checkpoint(checkpoint, be=be, model_name=name, settings=settings, step=done,
                             params=params, optimizer=opt, rng=rng, rows=rows,
-                            initial_params=initial, extra={"history": rows})
+                            initial_params=initial,
+                            extra={"history": rows, "model_spec": spec_or_none(model)})
 
     N = len(X)
     steps_per_epoch = -(-N // batch)

@@ -191,6 +191,30 @@ class Model:
         return d, grads
 
 
+    def predict(self, params: dict, X, sizes=None, *, batch: int = 256):
+        """Outputs of ``X`` in minibatches of ``batch`` samples, as a host numpy array.
+
+        params : {name: array}, host or backend arrays (moved to the model's backend and dtype)
+        X      : (N, *S, C) host or backend array; sizes (N, n) host ints or None
+        Returns (N, *S, K) per-cell outputs, (N, K) class scores, or what the last layer gives
+        (the lines model: (T, N, K) log-probabilities, batches joined on the N axis).
+        """
+        be = self.be
+        if not hasattr(X, "shape") or len(X.shape) < 2:
+            raise ValueError(f"X: expected an array (N, *S, C), got "
+                             f"{getattr(X, 'shape', type(X).__name__)}")
+        if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+            raise ValueError(f"batch: expected a positive int, got {batch!r}")
+        device = {k: be.asarray(v, self.dtype) for k, v in params.items()}
+        time_major = type(self.layers[-1]).__name__ == "SequenceLogSoftmax"
+        outs = []
+        for i in range(0, X.shape[0], batch):
+            kw = {} if sizes is None else {"sizes": np.asarray(sizes)[i:i + batch]}
+            y, _ = self.forward(device, be.asarray(X[i:i + batch], self.dtype), **kw)
+            outs.append(be.to_numpy(y))
+        return np.concatenate(outs, axis=1 if time_major else 0)
+
+
 def _inner_layer(rnn):
     """The MDLSTM doing the work: the SD baselines wrap one (``.lstm``), the multi-directional
     layer shares one (``.layer``)."""
