@@ -177,8 +177,8 @@ def _layers():
     yield "ln", lambda be: MDLSTM(2, 3, ndim=2, ln=True, backend=be, dtype="float64")
     yield "ln-seed", lambda be: MDLSTM(2, 3, ndim=2, ln="seed", backend=be, dtype="float64")
     yield "multidir", lambda be: MultiDirectionalMDLSTM(2, 3, ndim=2, backend=be, cell="graves", dtype="float64")
-    yield "horizontal", lambda be: HorizontalSDLSTM(2, 3, backend=be)
-    yield "snake", lambda be: SnakeSDLSTM(2, 3, backend=be)
+    yield "horizontal", lambda be: HorizontalSDLSTM(2, 3, backend=be, dtype="float64")
+    yield "snake", lambda be: SnakeSDLSTM(2, 3, backend=be, dtype="float64")
     yield "model", lambda be: build_model("MD_LSTM", in_channels=2, hidden=3, backend=be,
                                           dtype="float64")
 
