@@ -34,7 +34,7 @@ from ..cells.leakylp import LeakyLPCell
 from ..cells.peephole import GravesPeepholeCell
 from ..cells.stable import StableCell
 from .numba_driver import backward_template, forward_template, specialise
-from .numba_kernels import _like, _tanh
+from .numba_kernels import scalar_like, scalar_tanh
 
 JIT = dict(cache=True, nogil=True, error_model="numpy")
 
@@ -42,8 +42,8 @@ JIT = dict(cache=True, nogil=True, error_model="numpy")
 @njit(inline="always", **JIT)
 def _sig(x):
     """σ(x) = tanh(x/2)/2 + 1/2, as ``Backend.sigmoid``."""
-    half = _like(x, 0.5)
-    return _tanh(x * half) * half + half
+    half = scalar_like(x, 0.5)
+    return scalar_tanh(x * half) * half + half
 
 
 @njit(inline="always", **JIT)
@@ -52,7 +52,7 @@ def _activate(Z, r, GG, skip):
     for q in range(Z.shape[1]):
         if q == GG:
             for k in range(Z.shape[2]):
-                Z[r, q, k] = _tanh(Z[r, q, k])
+                Z[r, q, k] = scalar_tanh(Z[r, q, k])
         elif q != skip:
             for k in range(Z.shape[2]):
                 Z[r, q, k] = _sig(Z[r, q, k])
@@ -89,11 +89,11 @@ def _ln_row(A, r, q, gain, shift, gq, kappa, AH, ah, Sc, sq, ONE):
     """y = LN_κ(A[r, q]) ⊙ gain[gq] + shift[gq] in place; â into AH[r, ah], 1/s into
     Sc[r, sq] (``norm.layer_norm``, its steps 1-6). ONE (1, 1, H) holds ones (for the sums)."""
     H = A.shape[2]
-    mu = _row_dot(A, r, q, ONE, 0, 0) / _like(kappa, H)  # 1. μ (in the dtype, as xp.mean)
+    mu = _row_dot(A, r, q, ONE, 0, 0) / scalar_like(kappa, H)  # 1. μ (in the dtype, as xp.mean)
     for k in range(H):  # 2. u = a − μ
         AH[r, ah, k] = A[r, q, k] - mu
-    v = _row_dot(AH, r, ah, AH, r, ah) / _like(kappa, H)  # 3. v = mean(u²)
-    inv_s = _like(mu, 1.0) / np.sqrt(v + kappa)  # 4.
+    v = _row_dot(AH, r, ah, AH, r, ah) / scalar_like(kappa, H)  # 3. v = mean(u²)
+    inv_s = scalar_like(mu, 1.0) / np.sqrt(v + kappa)  # 4.
     Sc[r, sq] = inv_s
     for k in range(H):  # 5-6. â = u / s, y = â ⊙ gain + shift
         a_hat = AH[r, ah, k] * inv_s
@@ -111,8 +111,8 @@ def _ln_row_backward(D, lr, q, gain, gq, AH, r, ah, inv_s, dgain, dshift, ONE):
         dgain[gq, k] += dy * AH[r, ah, k]
         dshift[gq, k] += dy
         D[lr, q, k] = dy * gain[gq, k]
-    md = _row_dot(D, lr, q, ONE, 0, 0) / _like(inv_s, H)  # 2'. mean(dâ)
-    mdh = _row_dot(D, lr, q, AH, r, ah) / _like(inv_s, H)  # 5'-3'. mean(dâ ⊙ â)
+    md = _row_dot(D, lr, q, ONE, 0, 0) / scalar_like(inv_s, H)  # 2'. mean(dâ)
+    mdh = _row_dot(D, lr, q, AH, r, ah) / scalar_like(inv_s, H)  # 5'-3'. mean(dâ ⊙ â)
     for k in range(H):  # 5'-2'. da = (dâ − mean(dâ) − â mean(dâ ⊙ â)) / s
         D[lr, q, k] = (D[lr, q, k] - md - AH[r, ah, k] * mdh) * inv_s
 
@@ -145,7 +145,7 @@ def ln_forward(Z, r, cp, P, gates, h, c, X, Sc):
         X[r, nb + 1, k] = ck  # (ĉ is made in place from this row)
     _ln_row(X, r, nb + 1, cgain, cshift, 0, kap[0], X, nb, Sc, nb, ONE)  # 5. ĉ = LN_κ(c)
     for k in range(H):  # 6. h = o ⊙ tanh(ĉ)
-        X[r, nb + 1, k] = _tanh(X[r, nb + 1, k])
+        X[r, nb + 1, k] = scalar_tanh(X[r, nb + 1, k])
     for k in range(H):
         h[r, k] = Z[r, O, k] * X[r, nb + 1, k]
 
@@ -156,7 +156,7 @@ def ln_backward(Z, X, Sc, r, cp, h, c, dh, dc, P, gates, dP, DZ, lr, DCP):
     dgain, dshift, dcgain, dcshift = dP
     nb, H, n = Z.shape[1], Z.shape[2], cp.shape[0]
     I, F, O, GG = gates[0], gates[1], gates[2], gates[3]
-    one = _like(dh[0], 1.0)
+    one = scalar_like(dh[0], 1.0)
     for k in range(H):  # 6'. do = dh ⊙ tanh(ĉ), dĉ = dh ⊙ o ⊙ (1 − tanh²(ĉ))
         tc, o = X[r, nb + 1, k], Z[r, O, k]
         DZ[lr, O, k] = dh[k] * tc
@@ -184,7 +184,7 @@ def _mixture_rare(Z, r, L, n, X, floor):
     """3a. λ̂ of the entries k of row r where Σ_e λ_e < floor: the softmax of
     ℓ_d = log σ(z_λd) = min(z, 0) − log1p(exp(−|z|)) (z_λd in X[r, d], λ_d in Z[r, L + d],
     Σ_e λ_e in X[r, n]), shifted by the largest ℓ, as ``stable.mixture_forward``."""
-    half = _like(floor, 0.5)
+    half = scalar_like(floor, 0.5)
     for k in range(X.shape[2]):
         if X[r, n, k] >= floor:
             for d in range(n):
@@ -216,10 +216,10 @@ def _mixture(Z, r, L, cp, X):
     c⁻ = c(p⁻_1) (no λ block, L unused). The common case runs as short branch-free loops
     (they vectorise); a row with a rare entry costs ~0.5 µs more (measured, H = 16)."""
     n, H = cp.shape[0], cp.shape[1]
-    floor = _like(cp[0, 0], 1 / 16)
+    floor = scalar_like(cp[0, 0], 1 / 16)
     if n == 1:
         for k in range(H):
-            X[r, 0, k] = _like(floor, 1.0)
+            X[r, 0, k] = scalar_like(floor, 1.0)
     else:
         for d in range(n):  # 2. λ_d = σ(z_λd) (z_λd kept in X[r, d] for the rare case)
             for k in range(H):
@@ -250,7 +250,7 @@ def _mixture(Z, r, L, cp, X):
 def _mixture_backward(Z, X, r, L, cp, dcm, DZ, lr, DCP):
     """3b'-3a'. dc⁻ (H,) -> DCP[r, d] = dc⁻ ⊙ λ̂_d, DZ[lr, L + d] = dz_λd (n > 1)."""
     n, H = cp.shape[0], cp.shape[1]
-    one = _like(dcm[0], 1.0)
+    one = scalar_like(dcm[0], 1.0)
     for d in range(n):
         for k in range(H):
             lh = X[r, d, k]
@@ -270,13 +270,13 @@ def stable_forward(Z, r, cp, P, gates, h, c, X, Sc):
     _sig_row(Z, r, F)
     _sig_row(Z, r, O)
     for k in range(H):  # 2. g = tanh(z_g)
-        Z[r, GG, k] = _tanh(Z[r, GG, k])
+        Z[r, GG, k] = scalar_tanh(Z[r, GG, k])
     for k in range(H):  # 3c. c = i ⊙ g + f ⊙ c⁻
         c[r, k] = Z[r, I, k] * Z[r, GG, k] + Z[r, F, k] * X[r, n, k]
     for k in range(H):  # (tanh in place: a loop reading one array and writing another
         X[r, n + 1, k] = c[r, k]  # measured slower than a copy and an in-place loop)
     for k in range(H):
-        X[r, n + 1, k] = _tanh(X[r, n + 1, k])
+        X[r, n + 1, k] = scalar_tanh(X[r, n + 1, k])
     for k in range(H):  # 4. h = o ⊙ tanh(c)
         h[r, k] = Z[r, O, k] * X[r, n + 1, k]
 
@@ -285,7 +285,7 @@ def stable_forward(Z, r, cp, P, gates, h, c, X, Sc):
 def stable_backward(Z, X, Sc, r, cp, h, c, dh, dc, P, gates, dP, DZ, lr, DCP):
     I, F, O, L, GG = gates[0], gates[1], gates[2], gates[3], gates[4]
     n, H = cp.shape[0], cp.shape[1]
-    one = _like(dh[0], 1.0)
+    one = scalar_like(dh[0], 1.0)
     for k in range(H):
         tc, i, f, o, g = X[r, n + 1, k], Z[r, I, k], Z[r, F, k], Z[r, O, k], Z[r, GG, k]
         d_o = dh[k] * tc  # 4'. do = dh ⊙ tanh(c)
@@ -304,26 +304,26 @@ def stable_backward(Z, X, Sc, r, cp, h, c, dh, dc, P, gates, dP, DZ, lr, DCP):
 def leakylp_forward(Z, r, cp, P, gates, h, c, X, Sc):
     F, W0, W1, L, GG = gates[0], gates[1], gates[2], gates[3], gates[4]
     n, H = cp.shape[0], cp.shape[1]
-    one = _like(cp[0, 0], 1.0)
+    one = scalar_like(cp[0, 0], 1.0)
     _mixture(Z, r, L, cp, X)  # 2, 3a-3b. λ, λ̂, c⁻
     _sig_row(Z, r, F)  # 2. f, ω₀, ω₁ = σ(z)
     _sig_row(Z, r, W0)
     _sig_row(Z, r, W1)
     for k in range(H):  # 2. g = tanh(z_g)
-        Z[r, GG, k] = _tanh(Z[r, GG, k])
+        Z[r, GG, k] = scalar_tanh(Z[r, GG, k])
     for k in range(H):  # 3c. c = (1 − f) ⊙ g + f ⊙ c⁻
         c[r, k] = (one - Z[r, F, k]) * Z[r, GG, k] + Z[r, F, k] * X[r, n, k]
     for k in range(H):  # 4a. a = ω₀ ⊙ c + ω₁ ⊙ c⁻
         h[r, k] = Z[r, W0, k] * c[r, k] + Z[r, W1, k] * X[r, n, k]
     for k in range(H):  # 4b. h = tanh(a)
-        h[r, k] = _tanh(h[r, k])
+        h[r, k] = scalar_tanh(h[r, k])
 
 
 @njit(**JIT)
 def leakylp_backward(Z, X, Sc, r, cp, h, c, dh, dc, P, gates, dP, DZ, lr, DCP):
     F, W0, W1, L, GG = gates[0], gates[1], gates[2], gates[3], gates[4]
     n, H = cp.shape[0], cp.shape[1]
-    one = _like(dh[0], 1.0)
+    one = scalar_like(dh[0], 1.0)
     for k in range(H):
         f, w0, w1, g, cm = Z[r, F, k], Z[r, W0, k], Z[r, W1, k], Z[r, GG, k], X[r, n, k]
         hk = h[r, k]
@@ -356,7 +356,7 @@ def peephole_forward(Z, r, cp, P, gates, h, c, X, Sc):
         for k in range(H):
             Z[r, F + d, k] = _sig(Z[r, F + d, k] + w_f[d, k] * cp[d, k])
     for k in range(H):  # 2b. g = tanh(z_g)
-        Z[r, GG, k] = _tanh(Z[r, GG, k])
+        Z[r, GG, k] = scalar_tanh(Z[r, GG, k])
     for k in range(H):  # 3. c = i ⊙ g ...
         c[r, k] = Z[r, I, k] * Z[r, GG, k]
     for d in range(n):  # 3. ... + Σ_d f_d ⊙ c(p⁻_d)
@@ -367,7 +367,7 @@ def peephole_forward(Z, r, cp, P, gates, h, c, X, Sc):
     for k in range(H):
         X[r, 0, k] = c[r, k]
     for k in range(H):
-        X[r, 0, k] = _tanh(X[r, 0, k])
+        X[r, 0, k] = scalar_tanh(X[r, 0, k])
     for k in range(H):  # 4b. h = o ⊙ tanh(c)
         h[r, k] = Z[r, O, k] * X[r, 0, k]
 
@@ -378,7 +378,7 @@ def peephole_backward(Z, X, Sc, r, cp, h, c, dh, dc, P, gates, dP, DZ, lr, DCP):
     dw_i, dw_f, dw_o = dP
     I, F, O, GG = gates[0], gates[1], gates[2], gates[3]
     n, H = cp.shape[0], cp.shape[1]
-    one = _like(dh[0], 1.0)
+    one = scalar_like(dh[0], 1.0)
     for k in range(H):
         tc, o, i, g = X[r, 0, k], Z[r, O, k], Z[r, I, k], Z[r, GG, k]
         d_o = dh[k] * tc  # 4b'. do = dh ⊙ tanh(c)

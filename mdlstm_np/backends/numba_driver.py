@@ -47,7 +47,7 @@ import types as pytypes
 import numpy as np
 from numba import njit
 
-from .numba_kernels import _widest
+from .numba_kernels import widest
 
 
 def forward_template(zx, U, h, c, X, Sc, bounds, pred_all, mask, P, gates, b_lo, b_hi):
@@ -58,7 +58,7 @@ def forward_template(zx, U, h, c, X, Sc, bounds, pred_all, mask, P, gates, b_lo,
     H = h.shape[1]
     n, N = pred_all.shape
     B, Bc = NB // N, b_hi - b_lo
-    kB = _widest(bounds) * Bc
+    kB = widest(bounds) * Bc
     hp = np.empty((kB, n, H), dtype=zx.dtype)  # [h(p⁻_1) | … | h(p⁻_n)] of one wavefront
     hp2 = hp.reshape(kB, n * H)
     zr = np.empty((kB, G), dtype=zx.dtype)     # its recurrent part Σ_d h(p⁻_d) U_d
@@ -106,7 +106,7 @@ def backward_template(dout, UT, h, c, act, X, Sc, bounds, pred_all, succ_all, ma
     H = dout.shape[1]
     n, N = pred_all.shape
     B, Bc = NB // N, b_hi - b_lo
-    kB = _widest(bounds) * Bc
+    kB = widest(bounds) * Bc
     whole = Bc == B
     dzb = np.empty((kB if not whole else 0, G // H, H), dtype=dout.dtype)
     dzb2 = dzb.reshape(dzb.shape[0], G)

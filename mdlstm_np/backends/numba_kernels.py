@@ -48,14 +48,14 @@ threads (``NumbaBackend(threads=…)``; the kernels release the GIL, each chunk 
 own buffers and writes disjoint rows). No ``prange``: ``parallel=True`` took ~30 s to compile.
 
 tanh. libm's scalar tanh costs ~30 ns here and is not vectorised; the gates need (n + 3)·H
-of them per cell and sample. ``_tanh`` below is a few ulp from numpy's in both float32 and
+of them per cell and sample. ``scalar_tanh`` below is a few ulp from numpy's in both float32 and
 float64 (tested): tanh|x| = (e^a − 1) / (e^a + 1), a = 2|x| (clamped at 40), with
 e^a = 2^k · e^r (Cody–Waite reduction, |r| ≤ ln2/2), e^a − 1 = 2^k (e^r − 1) + (2^k − 1) so
 small |x| loses nothing to cancellation, e^r − 1 by its Taylor series (to r⁷ in float32, r¹³
 in float64), 2^k built from its exponent bits. Only arithmetic and selects: ~1 ns per value
 in float32 when vectorised. σ(x) = tanh(x/2)/2 + 1/2 as in ``Backend.sigmoid``. Constants go
-through ``_like`` so float32 stays float32. Everything also runs as plain Python under
-``NUMBA_DISABLE_JIT=1`` (``_pow2``, ``_em1`` and ``_like`` have Python bodies; their jitted
+through ``scalar_like`` so float32 stays float32. Everything also runs as plain Python under
+``NUMBA_DISABLE_JIT=1`` (``_pow2``, ``_em1`` and ``scalar_like`` have Python bodies; their jitted
 versions come from the ``@overload``s).
 """
 
@@ -68,12 +68,12 @@ from numba.core import types
 from numba.extending import intrinsic, overload
 
 
-def _like(x, v):
+def scalar_like(x, v):
     """The number ``v`` in the float type of ``x`` (pure Python; jitted through the overload)."""
     return type(x)(v)
 
 
-@overload(_like)
+@overload(scalar_like)
 def _like_jit(x, v):
     if x == types.float32:
         return lambda x, v: np.float32(v)
@@ -137,22 +137,22 @@ def _em1_jit(r):
 
 
 @njit(cache=True, nogil=True, inline="always", error_model="numpy")
-def _tanh(x):
+def scalar_tanh(x):
     """tanh(x) in the float type of x, a few ulp from libm's (see the module docstring)."""
-    one = _like(x, 1.0)
-    a = abs(x) * _like(x, 2.0)
-    a = a if a < _like(x, _AMAX) else _like(x, _AMAX)  # (NaN -> AMAX; restored below)
-    kf = np.floor(a * _like(x, _INV_LN2) + _like(x, 0.5))
-    r = (a - kf * _like(x, _LN2_HI)) - kf * _like(x, _LN2_LO)  # e^a = 2^k e^r, |r| ≤ ln2/2
+    one = scalar_like(x, 1.0)
+    a = abs(x) * scalar_like(x, 2.0)
+    a = a if a < scalar_like(x, _AMAX) else scalar_like(x, _AMAX)  # (NaN -> AMAX; restored below)
+    kf = np.floor(a * scalar_like(x, _INV_LN2) + scalar_like(x, 0.5))
+    r = (a - kf * scalar_like(x, _LN2_HI)) - kf * scalar_like(x, _LN2_LO)  # e^a = 2^k e^r, |r| ≤ ln2/2
     two_k = _pow2(kf)
     em1 = two_k * _em1(r) + (two_k - one)  # e^a − 1 without cancellation
-    y = em1 / (em1 + _like(x, 2.0))  # tanh|x| = (e^{2|x|} − 1) / (e^{2|x|} + 1)
+    y = em1 / (em1 + scalar_like(x, 2.0))  # tanh|x| = (e^{2|x|} − 1) / (e^{2|x|} + 1)
     y = -y if x < 0 else y
     return x if x != x else y
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _widest(bounds):
+def widest(bounds):
     """The largest wavefront's cell count k_max."""
     k = 0
     for s in range(bounds.shape[0]):
@@ -176,8 +176,8 @@ def forward_sweep(zx, U, h, c, tanh_c, bounds, pred_all, mask, gates, wgate, b_l
     H = h.shape[1]
     n, N = pred_all.shape
     B, Bc = NB // N, b_hi - b_lo
-    one = _like(zx[0, 0], 1.0)
-    kB = _widest(bounds) * Bc
+    one = scalar_like(zx[0, 0], 1.0)
+    kB = widest(bounds) * Bc
     hp = np.empty((kB, n, H), dtype=zx.dtype)  # [h(p⁻_1) | … | h(p⁻_n)] of one wavefront
     hp2 = hp.reshape(kB, n * H)
     zr = np.empty((kB, G), dtype=zx.dtype)     # its recurrent part Σ_d h(p⁻_d) U_d
@@ -206,7 +206,7 @@ def forward_sweep(zx, U, h, c, tanh_c, bounds, pred_all, mask, gates, wgate, b_l
             e0, l0, ne = (j * B + b_lo) * G, (j - start) * Bc * G, Bc * G
             zf, af = zrf[l0:l0 + ne], actf[e0:e0 + ne]  # (af holds zx until overwritten)
             for e in range(ne):  # 1b, 2. z = zx + h U; σ(z_i, z_fd, z_o), tanh(z_g)
-                af[e] = _tanh((af[e] + zf[e]) * wf[e]) * wf[e] + (one - wf[e])
+                af[e] = scalar_tanh((af[e] + zf[e]) * wf[e]) * wf[e] + (one - wf[e])
             for bb in range(b_lo, b_hi):
                 r = j * B + bb
                 for k in range(H):  # 3. c = i ⊙ g ...
@@ -217,7 +217,7 @@ def forward_sweep(zx, U, h, c, tanh_c, bounds, pred_all, mask, gates, wgate, b_l
                         c[r, k] = c[r, k] + A[r, F + d, k] * c[q, k]
                 m = mask[r]
                 for k in range(H):  # 4, 5. h = o ⊙ tanh(c); masked: zero state
-                    tc = _tanh(c[r, k])
+                    tc = scalar_tanh(c[r, k])
                     tanh_c[r, k] = tc
                     h[r, k] = A[r, O, k] * tc * m
                     c[r, k] = c[r, k] * m
@@ -246,8 +246,8 @@ def backward_sweep(dout, UT, c, act, tanh_c, bounds, pred_all, succ_all, mask, d
     H = dout.shape[1]
     n, N = pred_all.shape
     B, Bc = NB // N, b_hi - b_lo
-    one = _like(dout[0, 0], 1.0)
-    kB = _widest(bounds) * Bc
+    one = scalar_like(dout[0, 0], 1.0)
+    kB = widest(bounds) * Bc
     # dz goes straight into dZ when this call has the whole batch (a wavefront's rows are then
     # contiguous there, ready for the GEMM); a batch chunk collects its rows in dzb first.
     whole = Bc == B

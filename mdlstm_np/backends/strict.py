@@ -27,7 +27,7 @@ import numpy as np
 from .base import Backend
 
 # Creation functions of the standard that take ``device=`` and have no array argument to copy
-# it from (the ``*_like`` functions keep their input's device by themselves).
+# it from (the ``*scalar_like`` functions keep their input's device by themselves).
 _CREATION = ("arange", "asarray", "empty", "eye", "full", "linspace", "ones", "zeros")
 
 
