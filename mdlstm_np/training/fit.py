@@ -116,6 +116,40 @@ def _check_x(X, name="X") -> np.ndarray:
     return X
 
 
+def _check_x_fits(model, X):
+    """X's channel axis and grid rank against the model's first layer, so that an X without
+    its channel axis is blamed on X (and not on Y, whose shape is checked against X's)."""
+    from .model import in_width
+
+    first = model.layers[0] if getattr(model, "layers", None) else None
+    C = in_width(first) if first is not None else None
+    ndim = getattr(getattr(first, "layer", first), "ndim", None)
+    if type(first).__name__ in ("HorizontalSDLSTM", "SnakeSDLSTM"):
+        ndim = 2                              # SD layers read 2-D grids with a 1-D MD-LSTM
+    if C is not None and X.shape[-1] != C:
+        raise ValueError(f"X: expected samples (N, *S, C) with C = {C} channels (the first "
+                         f"layer's input width) on the last axis, got shape {X.shape}")
+    if isinstance(ndim, int) and X.ndim != ndim + 2:
+        raise ValueError(f"X: expected {ndim + 2} axes (N, {ndim} grid axes, C) for the first "
+                         f"layer's {ndim}-D grid, got shape {X.shape}")
+
+
+def _check_checkpoint_path(checkpoint, resume):
+    """Before step 0: the checkpoint's folder exists and is writable, and an existing
+    checkpoint (another run's) is continued (``resume=True``), never replaced."""
+    if not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(f"checkpoint: expected a file path, got {type(checkpoint).__name__}")
+    folder = os.path.dirname(os.path.abspath(checkpoint))
+    if not os.path.isdir(folder):
+        raise ValueError(f"checkpoint: its folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"checkpoint: its folder {folder} is not writable")
+    if os.path.exists(checkpoint) and not resume:
+        raise ValueError(f"checkpoint: {checkpoint} exists (an earlier run's); pass "
+                         f"resume=True to continue it, or remove it / choose another path to "
+                         f"start over")
+
+
 def _check_y(Y, X, loss, name="Y") -> np.ndarray:
     if not isinstance(Y, np.ndarray):
         raise TypeError(f"{name}: expected a host numpy array, got {type(Y).__name__}")
@@ -236,6 +270,7 @@ def fit(model, X, Y, *, loss="auto", epochs: int = 10, batch: int = 32, lr: floa
     """
     _check_model(model)
     X = _check_x(X)
+    _check_x_fits(model, X)
     loss_name, loss_fn = _resolve_loss(loss, Y)
     Y = _check_y(Y, X, loss_name)
     K = getattr(model, "out_features", None)             # a GridModel's outputs per cell/image
@@ -271,6 +306,8 @@ def fit(model, X, Y, *, loss="auto", epochs: int = 10, batch: int = 32, lr: floa
         val = (Xv, Yv, None if len(validation) == 2 else np.asarray(validation[2]))
     if resume and checkpoint is None:
         raise ValueError("resume: needs checkpoint=path")
+    if checkpoint is not None:
+        _check_checkpoint_path(checkpoint, resume)
     if augment is not None and not callable(augment):
         raise TypeError(f"augment: expected a callable (x, rng) -> x, got {augment!r}")
 
