@@ -16,6 +16,7 @@ import pytest
 from mdlstm_np import MDLSTM, MultiDirectionalMDLSTM
 from mdlstm_np.backends.base import Backend
 from mdlstm_np.validate import NonFiniteError
+from mdlstm_np.backends import numba_available
 
 try:
     import numba  # noqa: F401
@@ -160,3 +161,22 @@ def test_a_nan_in_dout_is_reported_as_bad_input_not_as_an_unstable_cell():
         layer.backward(dout, cache)
     assert str(e.value).startswith("dout: expected finite values")
     assert "What to do" not in str(e.value) and "stable cell" not in str(e.value)
+
+
+@pytest.mark.parametrize("backend", ["numpy"] + (["numba"] if numba_available() else []))
+def test_a_weight_gradient_that_overflows_while_dx_is_finite_is_caught(backend):
+    """Fault: the backward check looked only at dx. Inputs near float32's largest value with
+    tiny input weights keep z ~ 1 (a finite forward, unsaturated gates): dx = dz Wᵀ stays
+    tiny, but dW = Σ_cells xᵀ dz overflows. The guard names W and the grid sums."""
+    layer = MDLSTM(1, 2, backend=backend)
+    params = layer.init_params(np.random.default_rng(0))
+    params["W"] = (params["W"] * np.float32(2e-38)).astype(np.float32)
+    x = np.full((1, 8, 8, 1), 1e38, np.float32)
+    raw = MDLSTM(1, 2, backend=backend, check_finite=False)
+    h, cache = raw.forward(params, x)
+    with np.errstate(over="ignore"):
+        dx, grads = raw.backward(np.ones_like(h), cache)
+    assert np.isfinite(dx).all() and not np.isfinite(grads["W"]).all()   # the case itself
+    h, cache = layer.forward(params, x)
+    with np.errstate(over="ignore"), pytest.raises(NonFiniteError, match=r"gradients .* of W"):
+        layer.backward(np.ones_like(h), cache)

@@ -234,3 +234,32 @@ def test_stable_cell_runs_with_jit_disabled():
                          text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "JIT-DISABLED-OK" in res.stdout
+
+
+@pytest.mark.parametrize("cell", ["stable", "leakylp", "graves", "ln"])
+def test_padded_cells_hold_zero_state_in_the_cache(cell):
+    """Fault: a numba sweep leaving c non-zero at padded cells (outside a sample's box).
+    Outputs and gradients cannot show it (the mask zeroes them), the cache can: at every
+    padded cell h and c are exactly 0, as in the reference, and inside every box they equal it."""
+    from mdlstm_np import MDLSTM
+
+    kw = dict(ln="fixed") if cell == "ln" else dict(cell=cell)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 4, 5, 2))
+    sizes = np.array([[4, 5], [2, 3], [3, 1]])
+    caches = {}
+    for be in ("numpy", "numba"):
+        layer = MDLSTM(2, 3, backend=be, dtype="float64", **kw)
+        params = layer.init_params(np.random.default_rng(0))
+        _, cache = layer.forward(params, x, sizes=sizes)
+        caches[be] = cache
+    mask = np.asarray(caches["numpy"].mask)[..., 0] == 0          # (N, B) padded cells
+    assert mask.any()
+    for field in ("h", "c"):
+        ref = np.asarray(getattr(caches["numpy"].sweep_cache, field))[:-1]   # (N, B, H)
+        got = np.asarray(getattr(caches["numba"].sweep_cache, field))
+        got = got.reshape(ref.shape[0] + 1, ref.shape[1], -1)[:-1] if got.ndim == 2 \
+            else got[:-1]
+        assert (ref[mask] == 0).all()
+        assert (got[mask] == 0).all(), f"{field} non-zero at padded cells"
+        np.testing.assert_allclose(got[~mask], ref[~mask], rtol=1e-12, atol=1e-12)
