@@ -531,6 +531,9 @@ def _main_fit_task(args, given, stop, task) -> int:
             if flag in given:
                 fail(f"{flag}: only for the diagonal task; --task {task} trains for --epochs "
                      f"with mdlstm_np.fit")
+        if task == "lines" and "steps" in given and "epochs" in given:
+            fail("epochs: --task lines trains for --steps or for --epochs, not both "
+                 f"(got --steps {args.steps} and --epochs {args.epochs})")
         s = dict(TASK_DEFAULTS[task])
         s.update({k: getattr(args, k) for k in ("size", "batch", "hidden", "lr", "epochs",
                                                  "train", "val", "steps") if k in given})
@@ -576,6 +579,15 @@ def _main_fit_task(args, given, stop, task) -> int:
         fail(f"backend: {s['backend']!r} is not usable here ({type(e).__name__}: {e})")
     s["backend"] = be.name
     print(f"task: {task}, backend: {be.name}, dtype: {s['dtype']}, models: {', '.join(names)}")
+    from mdlstm_np.demo.memory import check_memory, estimate_data_bytes
+
+    try:                                     # the data sets first: they can dwarf a step
+        check_memory(estimate_data_bytes(task, s), None,
+                     what=f"the {task} task's data (train {s['train']}, val {s['val']}, size "
+                          f"{s['size']}, {s['dtype']})")
+    except MemoryError as e:
+        fail(str(e).replace("use a smaller --size, --batch or --hidden",
+                            "use a smaller --train, --val or --size"))
     if resume:                               # every checkpoint must load before anything runs
         for name in names:
             for path in checkpoint_paths(out, task, name):

@@ -143,3 +143,26 @@ def check_memory(need: int, be=None, what: str = "the run", available=None) -> N
     if avail is not None and need > avail:
         raise MemoryError(f"memory: {what} needs about {human(need)} (estimate), "
                           f"{human(avail)} is {how}; use a smaller --size, --batch or --hidden")
+
+
+# bytes per grid cell that generating a data set holds at its peak, beyond the stored arrays:
+# the Gaussian fields go through float64 white noise, two complex128 FFT arrays and a float64
+# field (8 + 16 + 16 + 16 + 8 bytes); the other tasks' generators hold about one float64 copy
+GENERATION_BYTES = {"gaussian": 64, "diagonal3d": 8, "digits": 8, "lines": 8}
+LINE_PIXELS = 20 * 80        # the lines task's line images (20 px high, up to 80 px wide)
+
+
+def estimate_data_bytes(task: str, s: dict) -> int:
+    """Bytes the data of a demo task holds (train and validation inputs and targets, plus the
+    generator's peak while it makes the largest set), from the settings ``s`` (size, train,
+    val, dtype). The gaussian task keeps both kinds' data sets (isotropic, axis-aligned)."""
+    item = 4 if s.get("dtype", "float32") == "float32" else 8
+    n = int(s.get("train", 0)) + int(s.get("val", 0))
+    size = int(s.get("size", 8))
+    cells = {"gaussian": size ** 2, "diagonal3d": size ** 3, "digits": 64,
+             "lines": LINE_PIXELS}.get(task, size ** 2)
+    sets = 2 if task == "gaussian" else 1
+    stored = sets * n * cells * 2 * item                    # inputs and targets
+    peak = max(int(s.get("train", 0)), int(s.get("val", 0))) * cells * GENERATION_BYTES.get(
+        task, 8)
+    return stored + peak

@@ -1,0 +1,47 @@
+"""The demo refuses, in one line and before writing anything, a run whose data cannot fit in
+memory (every task's data sets counted) and a lines run given both --steps and --epochs."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mdlstm_np.demo.memory import estimate_data_bytes
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_demo(*args):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               MPLBACKEND="Agg")
+    return subprocess.run([sys.executable, os.path.join(ROOT, "demo.py"), *args],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+
+
+@pytest.mark.parametrize("args", [
+    ["--task", "gaussian", "--train", "5000000"],          # 54 GiB: was killed at 22.6 GB
+    ["--task", "diagonal3d", "--size", "40", "--train", "2000000"],
+    ["--task", "gaussian", "--val", "5000000"],
+], ids=["gaussian-train", "diagonal3d-train", "gaussian-val"])
+def test_data_that_cannot_fit_is_refused_before_anything_is_written(args, tmp_path):
+    out = tmp_path / "run"
+    r = run_demo(*args, "--backend", "numpy", "--out", str(out))
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and "memory:" in r.stderr and "data" in r.stderr
+    assert "Traceback" not in r.stderr and not out.exists()
+
+
+def test_the_estimate_counts_every_data_set():
+    s = dict(size=12, train=1000, val=500, dtype="float32")
+    base = estimate_data_bytes("gaussian", s)
+    assert estimate_data_bytes("gaussian", dict(s, val=1000)) > base          # validation
+    assert estimate_data_bytes("gaussian", dict(s, dtype="float64")) > base
+    assert estimate_data_bytes("diagonal3d", dict(s, size=5)) >= 1500 * 125 * 2 * 4
+    assert estimate_data_bytes("lines", dict(s, train=4000, val=300)) >= 4300 * 20 * 80 * 4
+
+
+def test_lines_takes_steps_or_epochs_not_both(tmp_path):
+    r = run_demo("--task", "lines", "--steps", "3", "--epochs", "2", "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "--steps or for --epochs, not both" in r.stderr and "Traceback" not in r.stderr
