@@ -57,6 +57,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import errno
+import glob
 import os
 import signal
 import sys
@@ -260,6 +262,20 @@ class _Stop:
         return self.signum is not None
 
 
+def _disk_full(args, error) -> int:
+    """One line for a disk that filled up during a run: the folder, the checkpoints that are
+    kept (every checkpoint is written atomically: the last complete one stays), how to
+    resume. Exit status 1."""
+    out = args.resume if args.resume is not None else args.out
+    kept = sorted(glob.glob(os.path.join(out, "checkpoint_*.npz"))) if os.path.isdir(out) else []
+    keep = (f"the last checkpoints are kept ({', '.join(os.path.basename(k) for k in kept)})"
+            if kept else "no checkpoint had been written yet")
+    print(f"{PROG}: no space left on the device of {out} ({error.filename or 'a write'}); "
+          f"{keep}; free some space, then continue with: python demo.py --resume {out}",
+          file=sys.stderr)
+    return 1
+
+
 def main(argv=None) -> int:
     """Run the demo with ``argv`` (default ``sys.argv[1:]``); returns the exit status (bad
     input exits with 2 through SystemExit)."""
@@ -270,6 +286,10 @@ def main(argv=None) -> int:
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         return _main(args, given, stop)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        return _disk_full(args, e)
     finally:                               # a caller (a test) gets its own handlers back
         for sig, handler in previous.items():
             signal.signal(sig, handler)
