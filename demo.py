@@ -262,6 +262,22 @@ class _Stop:
         return self.signum is not None
 
 
+def demo_advice(message: str, s: dict) -> str:
+    """A non-finite run's message with the layer's advice (cell=, ln=, forget_bias=: options
+    of the API that no flag of this task sets) replaced by what the demo's flags can change."""
+    head, sep, _ = message.partition("What to do:")
+    if not sep:
+        return message
+    fixes = []
+    if s.get("dtype") == "float32":
+        fixes.append("--dtype float64")
+    if s.get("task", "diagonal") == "diagonal" and s.get("ln") != "fixed":
+        fixes.append("--ln fixed")
+    fixes.append(f"a smaller --lr (this run: {s.get('lr')})")
+    fixes.append(f"a smaller --size (this run: {s.get('size')})")
+    return head + "What to do in the demo: " + ", or ".join(fixes) + "."
+
+
 def _disk_full(args, error) -> int:
     """One line for a disk that filled up during a run: the folder, the checkpoints that are
     kept (every checkpoint is written atomically: the last complete one stays), how to
@@ -436,7 +452,7 @@ def run(models, s, out, train_kw, tsv_path, ckpt_path, written, stop, *, resume,
                         resume=resume and os.path.exists(ckpt_path[name]),
                         should_stop=stop.should_stop)
         except TrainingDiverged as e:
-            print(f"{PROG}: {e}", file=sys.stderr)
+            print(f"{PROG}: {demo_advice(str(e), s)}", file=sys.stderr)
             written.append(tsv_path[name])
             status = 1
             continue
@@ -642,7 +658,7 @@ def _main_fit_task(args, given, stop, task) -> int:
         if not isinstance(e, (TrainingDiverged, FloatingPointError)) and \
                 "not finite" not in str(e):
             raise
-        print(f"{PROG}: {e}", file=sys.stderr)
+        print(f"{PROG}: {demo_advice(str(e), s)}", file=sys.stderr)
         return 1
     metrics = {"task": task, "settings": s, "seconds": time.perf_counter() - t0,
                "stopped": bool(stopped), **metrics}
