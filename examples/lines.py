@@ -166,7 +166,7 @@ def profile_step(result, batches=20, batch=16):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from mdlstm_np.demo.handwriting import plot_curves, plot_lines, train_lines
+    from mdlstm_np.demo.handwriting import plot_curves, plot_lines, train_lines, write_logs
 
     from mdlstm_np.demo.runrecord import OutputError, prepare_output
 
@@ -188,10 +188,7 @@ def main(argv=None) -> int:
     except FloatingPointError as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return 1
-    _write_text(os.path.join(args.out, "curves.tsv"), "step\tseconds\tloss\n" + "".join(
-        f"{r['step']}\t{r['seconds']:.3f}\t{r['loss']:.6g}\n" for r in result.curve))
-    _write_text(os.path.join(args.out, "evals.tsv"), "step\tseconds\ttest_cer\n" + "".join(
-        f"{e['step']}\t{e['seconds']:.3f}\t{e['test_cer']:.6g}\n" for e in result.evals))
+    write_logs(result, os.path.join(args.out, "curves.tsv"), os.path.join(args.out, "evals.tsv"))
     plot_curves(result, os.path.join(args.out, "learning_curves.png"))
     plot_lines(result, os.path.join(args.out, "lines.png"))
     profile = profile_step(result, batch=args.batch)

@@ -217,13 +217,15 @@ def run_lines(s, names, out, be):
     """The hierarchical MDRNN with CTC on lines of handwritten digits (``handwriting.py``);
     metrics hold ``test_cer`` (greedy decoding, a number in [0, 1] for a trained model).
     Checkpoints every --checkpoint-every steps (``train_lines``), so --resume continues it."""
-    from .handwriting import plot_curves, plot_lines, train_lines
+    from .handwriting import plot_curves, plot_lines, train_lines, write_logs
 
     path, kw = _ckpt(out, "lines", names[0], s)        # --checkpoint-every: in steps here
     res = train_lines(s["steps"], batch=s["batch"], h2=s["hidden"], lr=s["lr"], seed=s["seed"],
                       n_train=s["train"], n_test=s["val"], backend=be.name, dtype=s["dtype"],
                       eval_every=max(1, min(500, s["steps"] // 4)), checkpoint=path, **kw)
-    written = [plot_curves(res, os.path.join(out, "learning_curves.png")),
+    written = write_logs(res, os.path.join(out, f"out_{names[0]}.tsv"),     # per step
+                         os.path.join(out, f"out_{names[0]}_evals.tsv"))
+    written += [plot_curves(res, os.path.join(out, "learning_curves.png")),
                plot_lines(res, os.path.join(out, "lines.png"))]
     # CER = edit distance / target length can pass 1 when a model inserts labels (an untrained
     # one does); metrics.json reports it capped at 1 ("all wrong"), and the raw value beside it

@@ -359,6 +359,24 @@ def train_lines(steps=None, *, epochs=None, batch=16, h1=4, f2=16, h2=24, lr=6e-
 
 
 # --------------------------------------------------------------------------- figures
+def write_logs(result, curves_path: str, evals_path: str) -> list:
+    """The run's per-step log (step, seconds, mean CTC loss per line) and its evaluations
+    (step, seconds, test CER) as two TSV files, each written atomically; returns the paths."""
+    from ..training.atomic import atomic_write
+
+    tables = [(curves_path, "step\tseconds\tloss\n" + "".join(
+                   f"{r['step']}\t{r['seconds']:.3f}\t{r['loss']:.6g}\n" for r in result.curve)),
+              (evals_path, "step\tseconds\ttest_cer\n" + "".join(
+                   f"{e['step']}\t{e['seconds']:.3f}\t{e['test_cer']:.6g}\n"
+                   for e in result.evals))]
+    for path, text in tables:
+        def writer(tmp, text=text):
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+        atomic_write(path, writer, suffix=".tsv")
+    return [path for path, _ in tables]
+
+
 def _save(fig, path) -> str:
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=80), suffix=".png")
 
