@@ -1,7 +1,7 @@
 """Cell variants: the per-wavefront elementwise math of an MD-LSTM.
 
 A cell turns the packed pre-activations z of one wavefront and the predecessors' cell states
-into the new hidden and cell states, and back. The sweep (``mdlstm_np/mdlstm.py``) owns
+into the new hidden and cell states, and back. The sweep (``mdlstm_np/sweep.py``) and the layer (``mdlstm.py``) own
 everything else: the input projection, the recurrent matmul, gathers, masks and storage.
 
 Interface of a cell object (``graves.py`` is the reference)::

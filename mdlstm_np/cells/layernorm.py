@@ -5,7 +5,7 @@ outside the grid). H is the hidden width; the sweep hands us one wavefront of k 
 array is (k, B, ·). The n + 3 gate blocks of z are packed [i | f_1..f_n | o | g] (``gates.py``);
 block j has its own layer-norm gain and shift, rows j of ``ln_gain`` and ``ln_shift`` (n+3, H).
 LN_κ(a) = (a − mean(a)) / sqrt(var(a) + κ) ⊙ gain + shift over the H entries of one block
-(``mdlstm_np/layernorm.py``: forward, backward (★), and the bound ‖∂LN_κ/∂a‖ = 1/sqrt(var + κ)).
+(``mdlstm_np/norm.py``: forward, backward (★), and the bound ‖∂LN_κ/∂a‖ = 1/sqrt(var + κ)).
 
 Forward (the sweep did step 1, z = x(p) W + Σ_d h(p⁻_d) U_d; there is no bias b: the LN
 shifts are the biases, so ``uses_bias = False``):
