@@ -49,7 +49,7 @@ Softmax cross-entropy (labels y_b ∈ {0, …, K−1}, mean over the batch)
         3'-1'. −log p_{b y} = log Σ_k exp z_bk − z_by, and ∂/∂z_bk log Σ exp z = p_bk, so
             dz_bk = (p_bk − [k = y_b]) / B       (μ and ℓ need no separate backward)
 
-Initialisation: V ~ Glorot-uniform U(−L, L), L = √(6 / (F + K)), a = 0, as ``head.py``.
+Initialisation: V ~ Glorot-uniform U(−L, L), L = √(6 / (F + K)), a = 0, as ``dense.py``.
 
 Array code uses only array-API-standard calls on ``be.xp`` (no numpy import): the read-outs run
 on numpy, cupy and a strict array-API namespace alike. Index arrays (the last cells, the labels)
