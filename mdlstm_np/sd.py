@@ -33,6 +33,8 @@ class SDCache(NamedTuple):
 class _SequenceBaseline:
     """An MD-LSTM with n = 1 reading a 2-D grid as sequences (subclasses say how)."""
 
+    ndim = 2              # the rank of the grid it reads (its inner MD-LSTM's is 1)
+
     def __init__(self, in_channels, hidden, *, forget_bias=1.0, backend="numpy",
                  dtype=DEFAULT_DTYPE):
         self.lstm = MDLSTM(in_channels, hidden, ndim=1, cell="graves",
@@ -97,6 +99,8 @@ class SliceWise2D:
     """A 2-D MD-LSTM run on every depth slice of a 3-D grid separately, the 3-D task's baseline:
     x (B, D, H, W, C) is read as B·D images (B·D, H, W, C); out (B, D, H, W, hidden).
     ``layer_kwargs`` go to the inner ``MDLSTM(in_channels, hidden, ndim=2, ...)``."""
+
+    ndim = 3              # the rank of the grid it reads (its inner MD-LSTM's is 2)
 
     def __init__(self, in_channels, hidden, **layer_kwargs):
         self.layer = MDLSTM(in_channels, hidden, ndim=2, **layer_kwargs)

@@ -97,3 +97,25 @@ def test_a_read_only_checkpoint_folder_fails_before_step_0(tmp_path):
                           checkpoint=str(folder / "c.npz"))
     finally:
         folder.chmod(0o700)
+
+
+@pytest.mark.parametrize("first, shape", [
+    ("SliceWise2D", (4, 3, 3, 3, 1)), ("HorizontalSDLSTM", (4, 3, 3, 1)),
+    ("MultiDirectionalMDLSTM", (4, 3, 3, 1)), ("MDLSTM-3d", (4, 2, 3, 3, 1))])
+def test_the_channel_and_rank_check_accepts_every_layers_own_grid(first, shape):
+    """The rank check reads the grid rank each first layer states (``ndim``): the 3-D
+    slice-wise baseline and the SD layers (whose inner MD-LSTMs have other ranks) train."""
+    from mdlstm_np.sd import SliceWise2D
+
+    layer = {"SliceWise2D": lambda: SliceWise2D(1, 2, dtype="float64"),
+             "HorizontalSDLSTM": lambda: mdlstm_np.HorizontalSDLSTM(1, 2, dtype="float64"),
+             "MultiDirectionalMDLSTM": lambda: mdlstm_np.MultiDirectionalMDLSTM(
+                 1, 1, dtype="float64"),
+             "MDLSTM-3d": lambda: mdlstm_np.MDLSTM(1, 2, ndim=3, dtype="float64")}[first]()
+    width = getattr(layer, "out_features", None) or layer.hidden
+    model = mdlstm_np.Model(layer, mdlstm_np.Dense(width, 1, dtype="float64"))
+    X = np.random.default_rng(0).random(shape)
+    h = mdlstm_np.fit(model, X, X, epochs=1, batch=2, progress=False)
+    assert np.isfinite(h.loss[0])
+    with pytest.raises(ValueError, match="^X: expected"):
+        mdlstm_np.fit(model, X[:, 0], X[:, 0], epochs=1, progress=False)

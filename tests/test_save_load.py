@@ -138,6 +138,7 @@ RUNS = {
     "digits": ["--task", "digits", *TINY_EPOCHS],
     "diagonal3d": ["--task", "diagonal3d", "--size", "3", "--model", "md_lstm_3d",
                    *TINY_EPOCHS],
+    "diagonal3d-both-models": ["--task", "diagonal3d", "--size", "3", *TINY_EPOCHS],
     "lines": ["--task", "lines", "--steps", "3", "--train", "16", "--val", "4", "--batch", "4",
               "--hidden", "2", "--backend", "numpy", "--no-progress"],
 }

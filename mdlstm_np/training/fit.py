@@ -123,9 +123,7 @@ def _check_x_fits(model, X):
 
     first = model.layers[0] if getattr(model, "layers", None) else None
     C = in_width(first) if first is not None else None
-    ndim = getattr(getattr(first, "layer", first), "ndim", None)
-    if type(first).__name__ in ("HorizontalSDLSTM", "SnakeSDLSTM"):
-        ndim = 2                              # SD layers read 2-D grids with a 1-D MD-LSTM
+    ndim = getattr(first, "ndim", None)       # the rank of the grid the first layer reads
     if C is not None and X.shape[-1] != C:
         raise ValueError(f"X: expected samples (N, *S, C) with C = {C} channels (the first "
                          f"layer's input width) on the last axis, got shape {X.shape}")
