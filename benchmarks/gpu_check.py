@@ -215,6 +215,24 @@ def _cell_run(backend, kwargs, dtype, *, B=3, S=(7, 6), H=4, C=2, seed=0):
     return {k: be.to_numpy(v) for k, v in res.items()}, cache.sweep.name
 
 
+def _time_once(be, step) -> float:
+    """Seconds of one call of ``step``: CUDA events around it on cupy (device time), the wall
+    clock up to ``be.synchronize()`` elsewhere."""
+    if be.name == "cupy":
+        import cupy
+
+        start, stop = cupy.cuda.Event(), cupy.cuda.Event()
+        start.record()
+        step()
+        stop.record()
+        stop.synchronize()
+        return cupy.cuda.get_elapsed_time(start, stop) / 1e3
+    t0 = time.perf_counter()
+    step()
+    be.synchronize()
+    return time.perf_counter() - t0
+
+
 def _time_layer(backend, kwargs, reps=5, side=32, batch=16, hidden=16):
     """Median seconds of forward + backward at M (float32), after one warm-up call."""
     from mdlstm_np import MDLSTM
@@ -232,19 +250,7 @@ def _time_layer(backend, kwargs, reps=5, side=32, batch=16, hidden=16):
     be.synchronize()
     times = []
     for _ in range(reps):
-        if be.name == "cupy":
-            import cupy
-
-            start, stop = cupy.cuda.Event(), cupy.cuda.Event()
-            start.record()
-            step()
-            stop.record()
-            stop.synchronize()
-            times.append(cupy.cuda.get_elapsed_time(start, stop) / 1e3)
-        else:
-            t0 = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - t0)
+        times.append(_time_once(be, step))
     return statistics.median(times)
 
 
@@ -315,20 +321,7 @@ def _median_step(be, step, reps, deadline):
     for _ in range(reps):
         if times and time.monotonic() + statistics.median(times) > deadline:
             break
-        if be.name == "cupy":
-            import cupy
-
-            start, stop = cupy.cuda.Event(), cupy.cuda.Event()
-            start.record()
-            step()
-            stop.record()
-            stop.synchronize()
-            times.append(cupy.cuda.get_elapsed_time(start, stop) / 1e3)
-        else:
-            t0 = time.perf_counter()
-            step()
-            be.synchronize()
-            times.append(time.perf_counter() - t0)
+        times.append(_time_once(be, step))
     return statistics.median(times), len(times), first
 
 
