@@ -245,6 +245,8 @@ class SequenceLogSoftmax(_Layer):
     (du (B, T, K), {}).
     """
 
+    batch_axis = 1        # its output is time first, (T, B, K)
+
     def __init__(self, *, backend="numpy", dtype=DEFAULT_DTYPE):
         super().__init__(backend, dtype)
 

@@ -206,13 +206,13 @@ class Model:
         if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
             raise ValueError(f"batch: expected a positive int, got {batch!r}")
         device = {k: be.asarray(v, self.dtype) for k, v in params.items()}
-        time_major = type(self.layers[-1]).__name__ == "SequenceLogSoftmax"
+        axis = getattr(self.layers[-1], "batch_axis", 0)   # time-first outputs say 1
         outs = []
         for i in range(0, X.shape[0], batch):
             kw = {} if sizes is None else {"sizes": np.asarray(sizes)[i:i + batch]}
             y, _ = self.forward(device, be.asarray(X[i:i + batch], self.dtype), **kw)
             outs.append(be.to_numpy(y))
-        return np.concatenate(outs, axis=1 if time_major else 0)
+        return np.concatenate(outs, axis=axis)
 
 
 def _inner_layer(rnn):
