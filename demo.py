@@ -620,10 +620,10 @@ def _main_fit_task(args, given, stop, task) -> int:
     try:                                     # the data sets first: they can dwarf a step
         check_memory(estimate_data_bytes(task, s), None,
                      what=f"the {task} task's data (train {s['train']}, val {s['val']}, size "
-                          f"{s['size']}, {s['dtype']})")
+                          f"{s['size']}, {s['dtype']})",
+                     advice="use a smaller --train, --val or --size")
     except MemoryError as e:
-        fail(str(e).replace("use a smaller --size, --batch or --hidden",
-                            "use a smaller --train, --val or --size"))
+        fail(str(e))
     if resume:                               # every checkpoint must load before anything runs
         for name in names:
             for path in checkpoint_paths(out, task, name):

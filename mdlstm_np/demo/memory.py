@@ -135,14 +135,16 @@ def human(n: int) -> str:
     return f"{n:.1f} PiB"  # pragma: no cover
 
 
-def check_memory(need: int, be=None, what: str = "the run", available=None) -> None:
+def check_memory(need: int, be=None, what: str = "the run", available=None,
+                 advice: str = "use a smaller --size, --batch or --hidden") -> None:
     """Raise MemoryError (one line) when ``need`` bytes exceed what :func:`available_bytes`
     reports (or ``available``, a pair (bytes, what) the caller measured, e.g. a torch
-    device's); nothing happens when the available memory cannot be told."""
+    device's); ``advice`` ends the message. Nothing happens when the available memory cannot be
+    told."""
     avail, how = available if available is not None else available_bytes(be)
     if avail is not None and need > avail:
         raise MemoryError(f"memory: {what} needs about {human(need)} (estimate), "
-                          f"{human(avail)} is {how}; use a smaller --size, --batch or --hidden")
+                          f"{human(avail)} is {how}; {advice}")
 
 
 # bytes per grid cell that generating a data set holds at its peak, beyond the stored arrays:
