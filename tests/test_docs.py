@@ -120,7 +120,8 @@ def _defines(module_file: pathlib.Path, name: str) -> bool:
                      rf"|^\s*self\.{name}\b|\b{name}\s*=", text, re.M) is not None
 
 
-EXTERNAL = {"torch", "jax", "keras", "cupy", "numba", "model"}  # + a variable in examples  # our bridges share these packages' names
+# our bridges share these packages' names; "model" is a variable in the examples
+EXTERNAL = {"torch", "jax", "keras", "cupy", "numba", "model"}
 NOT_NAMES = {"py", "md", "png", "ipynb", "sh", "npz", "json", "tsv", "csv", "keras", "txt", "gz",
              "current", "max"}  # file names (cgroup files too), not module attributes
 
