@@ -2,21 +2,13 @@
 examples/lines.py): out_<MODEL>.tsv with one row per step, and its evaluations."""
 
 import csv
-import os
-import subprocess
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from demo_run import run_demo
 
 
 def test_the_lines_task_writes_one_row_per_step(tmp_path):
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               MPLBACKEND="Agg")
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "demo.py"), "--task", "lines",
-                        "--steps", "4", "--train", "16", "--val", "4", "--batch", "4",
-                        "--hidden", "2", "--backend", "numpy", "--no-progress",
-                        "--out", str(tmp_path)], capture_output=True, text=True, env=env,
-                       cwd=ROOT, timeout=600)
+    r = run_demo("--task", "lines", "--steps", "4", "--train", "16", "--val", "4", "--batch",
+                 "4", "--hidden", "2", "--backend", "numpy", "--no-progress", "--out", tmp_path)
     assert r.returncode == 0, r.stderr
     with open(tmp_path / "out_HIERARCHICAL_MDRNN.tsv", encoding="utf-8") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))

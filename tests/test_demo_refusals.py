@@ -2,9 +2,8 @@
 memory (every task's data sets counted) and a lines run given both --steps and --epochs."""
 
 import os
-import subprocess
-import sys
 
+import demo_run
 import pytest
 
 from mdlstm_np.demo.memory import estimate_data_bytes
@@ -13,10 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_demo(*args):
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               MPLBACKEND="Agg")
-    return subprocess.run([sys.executable, os.path.join(ROOT, "demo.py"), *args],
-                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    return demo_run.run_demo(*args, timeout=120)
 
 
 @pytest.mark.parametrize("args", [

@@ -44,11 +44,10 @@ NEEDS = {"torch": "torch", "jax": "jax", "keras": "keras"}
 def demo_run(tmp_path_factory):
     """A short ``python demo.py`` run's folder, for the blocks that load the demo's model."""
     out = tmp_path_factory.mktemp("demo") / "demo_out"
-    env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, str(ROOT / "demo.py"), "--steps", "2", "--size", "4",
-                           "--batch", "2", "--hidden", "3", "--backend", "numpy",
-                           "--no-progress", "--out", str(out)], env=env, capture_output=True,
-                          text=True, timeout=600)
+    from demo_run import run_demo
+
+    done = run_demo("--steps", "2", "--size", "4", "--batch", "2", "--hidden", "3", "--backend",
+                    "numpy", "--no-progress", "--out", out)
     assert done.returncode == 0, done.stderr
     return out
 

@@ -1,12 +1,10 @@
 """The README's code examples run as written (docs that match the code)."""
 
-import os
 import pathlib
 import re
-import subprocess
-import sys
 
 import pytest
+from demo_run import run_demo
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
@@ -15,13 +13,8 @@ README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 def after_the_demo(tmp_path, monkeypatch):
     """A folder where a (short) ``python demo.py`` has run: the README loads its model from
     demo_out/."""
-    root = str(README.parent)
-    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               MPLBACKEND="Agg")
-    r = subprocess.run([sys.executable, os.path.join(root, "demo.py"), "--steps", "2",
-                        "--size", "4", "--batch", "2", "--hidden", "3", "--backend", "numpy",
-                        "--no-progress", "--out", str(tmp_path / "demo_out")],
-                       capture_output=True, text=True, env=env, timeout=300)
+    r = run_demo("--steps", "2", "--size", "4", "--batch", "2", "--hidden", "3", "--backend",
+                 "numpy", "--no-progress", "--out", tmp_path / "demo_out", timeout=300)
     assert r.returncode == 0, r.stderr
     monkeypatch.chdir(tmp_path)
 

@@ -8,11 +8,10 @@ description, a foreign file and a model that cannot be described give one clear 
 
 import glob
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from demo_run import run_demo
 
 import mdlstm_np
 from mdlstm_np.backends import numba_available
@@ -21,7 +20,6 @@ from mdlstm_np.readout import LastCellReadout, MeanPoolReadout, SumScoresReadout
 from mdlstm_np.sd import SliceWise2D
 from mdlstm_np.training.checkpoint import CheckpointError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BACKENDS = ["numpy"] + (["numba"] if numba_available() else [])
 try:
     import cupy  # noqa: F401
@@ -122,11 +120,6 @@ def test_foreign_and_undescribed_files_are_one_clear_error(tmp_path):
         mdlstm_np.load(str(tmp_path / "missing.npz"))
 
 
-def run_demo(*args):
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               MPLBACKEND="Agg")
-    return subprocess.run([sys.executable, os.path.join(ROOT, "demo.py"), *args],
-                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
 
 
 TINY_EPOCHS = ["--epochs", "1", "--train", "6", "--val", "4", "--batch", "3", "--hidden", "2",
